@@ -1,0 +1,1 @@
+"""Ingest: follow PyPI's event log into the catalogue and keep the build queues full."""

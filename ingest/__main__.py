@@ -1,0 +1,182 @@
+"""`python -m ingest <command>`: the event log, the catalogue and the build queues."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ingest import catalogue, redis_server
+from ingest.dump import dumps
+from ingest.replay import ReplayStats, replay_file
+from ingest.scheduler import build_queue, request_publish, top_up
+from worker import settings
+from worker.queues import connect
+
+log = logging.getLogger("ingest")
+
+
+def _progress(started: float):
+    last = [0.0]
+
+    def report(stats: ReplayStats) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            rate = stats.events / max(now - started, 1e-9)
+            print(f"applied {stats.events:,} events ({rate:,.0f}/s, "
+                  f"{stats.malformed} malformed)", file=sys.stderr, flush=True)
+
+    return report
+
+
+def schedule(config: settings.Settings, conn, redis) -> None:
+    for abi in config.abis:
+        result = top_up(conn, redis, abi, config.queue_depth, config.build_timeout + 600)
+        if result.queued:
+            log.info("queued %d builds for %s (%d waiting)", result.queued, abi, result.depth)
+
+
+def apply_file(config: settings.Settings, conn, redis, path: Path) -> ReplayStats:
+    started = time.monotonic()
+    stats = replay_file(conn, path, _progress(started))
+    if stats.events or stats.malformed:
+        log.info("applied %d events from %s in %.1f s (%d malformed)", stats.events, path,
+                 time.monotonic() - started, stats.malformed)
+    if stats.touched:
+        request_publish(redis, stats.touched)
+    schedule(config, conn, redis)
+    return stats
+
+
+def cmd_replay(args, config: settings.Settings) -> None:
+    path = Path(args.file)
+    if not path.is_file():
+        sys.exit(f"ingest replay: no such file: {path}")
+    conn = catalogue.connect(config.catalogue_path)
+    apply_file(config, conn, connect(config.effective_redis_url), path)
+
+
+def cmd_follow(args, config: settings.Settings) -> None:
+    if config.pypi_url:
+        sys.exit("ingest follow: following PyPI's XML-RPC log is not built yet; "
+                 "unset WHEELWRIGHT_PYPI_URL to follow WHEELWRIGHT_EVENTS")
+    path = config.events_file
+    conn = catalogue.connect(config.catalogue_path)
+    redis = connect(config.effective_redis_url)
+    log.info("following %s", path)
+    stop = _stop_flag()
+    while not stop():
+        if path.is_file():
+            apply_file(config, conn, redis, path)
+        else:
+            schedule(config, conn, redis)
+        if args.until_caught_up:
+            return
+        _sleep_until(stop, args.interval)
+
+
+def cmd_schedule(args, config: settings.Settings) -> None:
+    conn = catalogue.connect(config.catalogue_path)
+    schedule(config, conn, connect(config.effective_redis_url))
+
+
+def cmd_status(args, config: settings.Settings) -> None:
+    conn = catalogue.connect(config.catalogue_path)
+    counts = conn.execute(
+        "SELECT (SELECT COUNT(*) FROM live_projects), (SELECT COUNT(*) FROM live_versions), "
+        "(SELECT COUNT(*) FROM builds)"
+    ).fetchone()
+    print(f"projects {counts[0]:,}  versions {counts[1]:,}  builds {counts[2]:,}")
+    redis = connect(config.effective_redis_url, wait=2)
+    for abi in config.abis:
+        print(f"queue build-{abi}: {build_queue(redis, abi).count} waiting")
+
+
+def cmd_dump(args, config: settings.Settings) -> None:
+    print(dumps(catalogue.connect(config.catalogue_path)))
+
+
+def cmd_redis(args, config: settings.Settings) -> None:
+    if config.redis_url:
+        print(f"REDIS_URL is set ({config.redis_url}): no embedded Redis to run", flush=True)
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return
+    print(f"embedded redis-server on {config.redis_socket}", flush=True)
+    redis_server.exec_server(config.redis_socket)
+
+
+def cmd_dashboard(args, config: settings.Settings) -> None:
+    """rq-dashboard for our queues: JSON serializer, loopback unless it has a password."""
+    bind = "127.0.0.1"
+    if os.environ.get("RQ_DASHBOARD_USERNAME") and os.environ.get("RQ_DASHBOARD_PASSWORD"):
+        bind = args.bind
+    connect(config.effective_redis_url)  # wait for Redis, so the dashboard starts clean
+    command = ["rq-dashboard", "--json", "--bind", bind, "--port", str(args.port),
+               "--redis-url", config.effective_redis_url]
+    os.execvp(command[0], command)
+
+
+def _stop_flag():
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    return lambda: bool(stopping)
+
+
+def _sleep_until(stop, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("replay", help="apply a JSONL event file, then top up the build queues",
+                       description="Apply the events of FILE (newline-delimited JSON objects "
+                       "with serial, timestamp, name, version, action) not applied before, "
+                       "then queue the builds they make possible.")
+    p.add_argument("file", help="the event file")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("follow", help="follow the event source and keep the queues full",
+                       description="Follow WHEELWRIGHT_EVENTS (lines appended later are "
+                       "applied as they arrive) and keep every build queue topped up.")
+    p.add_argument("--until-caught-up", action="store_true",
+                   help="stop once every event available now is applied")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between polls (default 1)")
+    p.set_defaults(func=cmd_follow)
+    p = sub.add_parser("schedule", help="top up the build queues once",
+                       description="Queue the builds the catalogue allows, up to "
+                       "WHEELWRIGHT_QUEUE_DEPTH per ABI.")
+    p.set_defaults(func=cmd_schedule)
+    p = sub.add_parser("status", help="catalogue counts and queue depths",
+                       description="Show catalogue counts and build queue depths.")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("dump", help="print the catalogue as canonical JSON",
+                       description="Print the catalogue's PyPI facts as canonical JSON.")
+    p.set_defaults(func=cmd_dump)
+    p = sub.add_parser("redis", help="run the embedded redis-server (when REDIS_URL is unset)",
+                       description="Run a private redis-server on a unix socket in the data "
+                       "directory, in the foreground. With REDIS_URL set, wait idly instead.")
+    p.set_defaults(func=cmd_redis)
+    p = sub.add_parser("dashboard", help="run rq-dashboard on our Redis",
+                       description="Run rq-dashboard with the JSON serializer on our Redis. "
+                       "It binds to 127.0.0.1 unless RQ_DASHBOARD_USERNAME and "
+                       "RQ_DASHBOARD_PASSWORD are set.")
+    p.add_argument("--bind", default="0.0.0.0",  # noqa: S104 - only with credentials
+                   help="address to bind when credentials are set (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=9181, help="port (default 9181)")
+    p.set_defaults(func=cmd_dashboard)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args.func(args, settings.load())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Publish: receive builds from workers (the intake) and write the static index in www/."""

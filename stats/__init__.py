@@ -1,0 +1,1 @@
+"""Stats: access logs into stats.db, explored with Datasette."""
