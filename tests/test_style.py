@@ -1,0 +1,35 @@
+"""Project-wide checks: ruff is clean, and every command has help text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+COMMANDS = {
+    "ingest": ["replay", "follow", "schedule", "status", "dump", "redis", "dashboard"],
+    "worker": [],
+    "publish": ["intake", "serve", "worker", "write"],
+    "stats": [],
+}
+
+
+def test_ruff_is_clean():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("package,command", [
+    (package, command) for package, commands in COMMANDS.items()
+    for command in [None, *commands]
+])
+def test_every_command_has_help(package, command):
+    argv = [sys.executable, "-m", package] + ([command] if command else []) + ["--help"]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and len(result.stdout.splitlines()) >= 3
