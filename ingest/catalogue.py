@@ -40,6 +40,7 @@ MIGRATIONS: list[str] = [
         removed_key     INTEGER NOT NULL DEFAULT 0,
         yank_key        INTEGER NOT NULL DEFAULT 0,
         unyank_key      INTEGER NOT NULL DEFAULT 0,
+        yank_reason     TEXT,                        -- from the JSON API, when it gives one
         released_rank   INTEGER NOT NULL DEFAULT 0,  -- which event set `released`
         released        TEXT,                        -- ISO 8601, UTC
         requires_python TEXT,
