@@ -39,7 +39,7 @@ def server_command(socket_path: Path) -> list[str]:
         "--unixsocketperm", "700",
         "--dir", str(directory),
         "--dbfilename", "dump.rdb",
-        "--save", "60 1",
+        "--save", "60", "1",
         "--appendonly", "no",
         "--daemonize", "no",
         "--logfile", "",
