@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -12,77 +13,72 @@ from pathlib import Path
 
 from ingest import catalogue, redis_server
 from ingest.dump import dumps
-from ingest.replay import ReplayStats, replay_file
-from ingest.scheduler import build_queue, request_publish, top_up
+from ingest.follower import STATUS_KEY, Follower, FollowStats
+from ingest.metadata import MetadataFetcher
+from ingest.scheduler import build_queue
+from ingest.sources import FileSource, Source, XmlRpcSource
 from worker import settings
 from worker.queues import connect
 
 log = logging.getLogger("ingest")
 
 
-def _progress(started: float):
-    last = [0.0]
+def _progress():
+    last = [time.monotonic()]
 
-    def report(stats: ReplayStats) -> None:
+    def report(stats: FollowStats) -> None:
         now = time.monotonic()
-        if now - last[0] >= 1.0:
+        if now - last[0] >= 2.0:
             last[0] = now
-            rate = stats.events / max(now - started, 1e-9)
-            print(f"applied {stats.events:,} events ({rate:,.0f}/s, "
-                  f"{stats.malformed} malformed)", file=sys.stderr, flush=True)
+            print(f"applied {stats.events:,} events ({stats.rate:,.0f}/s), "
+                  f"{stats.malformed} malformed, {stats.queued} builds queued",
+                  file=sys.stderr, flush=True)
 
     return report
 
 
-def schedule(config: settings.Settings, conn, redis) -> None:
-    for abi in config.abis:
-        result = top_up(conn, redis, abi, config.queue_depth, config.build_timeout + 600)
-        if result.queued:
-            log.info("queued %d builds for %s (%d waiting)", result.queued, abi, result.depth)
+def follower(config: settings.Settings, source: Source, pypi_url: str | None) -> Follower:
+    conn = catalogue.connect(config.catalogue_path)
+    return Follower(
+        conn, source, redis=connect(config.effective_redis_url), abis=config.abis,
+        disabled_abis=config.disabled_abis, depth=config.queue_depth,
+        job_timeout=config.build_timeout + 600, margin=config.pypi_margin,
+        metadata=MetadataFetcher(pypi_url) if pypi_url else None, progress=_progress(),
+    )
 
 
-def apply_file(config: settings.Settings, conn, redis, path: Path) -> ReplayStats:
-    started = time.monotonic()
-    stats = replay_file(conn, path, _progress(started))
-    if stats.events or stats.malformed:
-        log.info("applied %d events from %s in %.1f s (%d malformed)", stats.events, path,
-                 time.monotonic() - started, stats.malformed)
-    if stats.touched:
-        request_publish(redis, stats.touched)
-    schedule(config, conn, redis)
-    return stats
+def _summary(stats: FollowStats) -> None:
+    print(f"applied {stats.events:,} events in {time.monotonic() - stats.started:.1f} s "
+          f"({stats.rate:,.0f}/s), {stats.malformed} malformed, {stats.queued} builds queued",
+          file=sys.stderr)
 
 
 def cmd_replay(args, config: settings.Settings) -> None:
     path = Path(args.file)
     if not path.is_file():
         sys.exit(f"ingest replay: no such file: {path}")
-    conn = catalogue.connect(config.catalogue_path)
-    apply_file(config, conn, connect(config.effective_redis_url), path)
+    stats = follower(config, FileSource(path), None).run(until_caught_up=True)
+    _summary(stats)
 
 
 def cmd_follow(args, config: settings.Settings) -> None:
-    if config.pypi_url:
-        sys.exit("ingest follow: following PyPI's XML-RPC log is not built yet; "
-                 "unset WHEELWRIGHT_PYPI_URL to follow WHEELWRIGHT_EVENTS")
-    path = config.events_file
-    conn = catalogue.connect(config.catalogue_path)
-    redis = connect(config.effective_redis_url)
-    log.info("following %s", path)
-    stop = _stop_flag()
-    while not stop():
-        if path.is_file():
-            apply_file(config, conn, redis, path)
-        else:
-            schedule(config, conn, redis)
-        if args.until_caught_up:
-            return
-        _sleep_until(stop, args.interval)
+    pypi_url = args.pypi_url or config.pypi_url
+    if pypi_url:
+        source: Source = XmlRpcSource(pypi_url.rstrip("/") + "/pypi", margin=config.pypi_margin)
+        log.info("following the changelog at %s", source.url)
+    else:
+        if not config.events_file.is_file():
+            sys.exit(f"ingest follow: no event file {config.events_file} "
+                     "(set WHEELWRIGHT_EVENTS or WHEELWRIGHT_PYPI_URL)")
+        source = FileSource(config.events_file)
+        log.info("following %s", config.events_file)
+    stats = follower(config, source, pypi_url).run(
+        until_caught_up=args.until_caught_up, interval=args.interval, stop=_stop_flag())
+    _summary(stats)
 
 
 def cmd_schedule(args, config: settings.Settings) -> None:
-    conn = catalogue.connect(config.catalogue_path)
-    schedule(config, conn, connect(config.effective_redis_url))
+    follower(config, FileSource(config.events_file), None).schedule()
 
 
 def cmd_status(args, config: settings.Settings) -> None:
@@ -92,6 +88,17 @@ def cmd_status(args, config: settings.Settings) -> None:
         "(SELECT COUNT(*) FROM builds)"
     ).fetchone()
     print(f"projects {counts[0]:,}  versions {counts[1]:,}  builds {counts[2]:,}")
+    status = json.loads(catalogue.get_state(conn, STATUS_KEY) or "{}")
+    if status:
+        behind = time.time() - status["timestamp"]
+        line = f"serial {status['serial']:,}, newest event {behind:,.0f} s old"
+        if status.get("upstream_serial"):
+            line += f", {status['upstream_serial'] - status['serial']:,} serials behind PyPI"
+        print(line)
+        if status.get("rate") is not None:
+            print(f"last run applied {status['rate']:,.0f} events/s")
+    else:
+        print("no events applied yet")
     redis = connect(config.effective_redis_url, wait=2)
     for abi in config.abis:
         print(f"queue build-{abi}: {build_queue(redis, abi).count} waiting")
@@ -144,8 +151,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("file", help="the event file")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("follow", help="follow the event source and keep the queues full",
-                       description="Follow WHEELWRIGHT_EVENTS (lines appended later are "
-                       "applied as they arrive) and keep every build queue topped up.")
+                       description="Follow PyPI's changelog (--pypi-url or "
+                       "WHEELWRIGHT_PYPI_URL) or else the file WHEELWRIGHT_EVENTS (lines "
+                       "appended later are applied as they arrive), and keep every build "
+                       "queue topped up.")
+    p.add_argument("--pypi-url", help="upstream base URL (XML-RPC at URL/pypi, JSON at "
+                   "URL/pypi/NAME/json); default WHEELWRIGHT_PYPI_URL")
     p.add_argument("--until-caught-up", action="store_true",
                    help="stop once every event available now is applied")
     p.add_argument("--interval", type=float, default=1.0,

@@ -26,7 +26,8 @@ MIGRATIONS: list[str] = [
         seen_key     INTEGER NOT NULL DEFAULT 0,  -- newest event showing it exists
         deleted_key  INTEGER NOT NULL DEFAULT 0,  -- newest removal of the whole project
         summary      TEXT,
-        skip_reason  TEXT
+        skip_reason  TEXT,
+        metadata_at  TEXT                         -- when the JSON API last answered for it
     ) WITHOUT ROWID;
     CREATE TABLE aliases (
         project TEXT NOT NULL,
@@ -44,6 +45,7 @@ MIGRATIONS: list[str] = [
         released_rank   INTEGER NOT NULL DEFAULT 0,  -- which event set `released`
         released        TEXT,                        -- ISO 8601, UTC
         requires_python TEXT,
+        metadata_state  TEXT,  -- NULL: not fetched yet; 'ok'; 'unavailable' (gave up)
         skip_reason     TEXT,
         PRIMARY KEY (project, version)
     ) WITHOUT ROWID;
@@ -56,6 +58,16 @@ MIGRATIONS: list[str] = [
         removed_key INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (project, version, filename)
     ) WITHOUT ROWID;
+    CREATE TABLE skips (  -- builds the scheduler will not queue, and why
+        project TEXT NOT NULL,
+        version TEXT NOT NULL,
+        abi     TEXT NOT NULL,
+        reason  TEXT NOT NULL,
+        PRIMARY KEY (project, version, abi)
+    ) WITHOUT ROWID;
+    CREATE TABLE seen_serials (  -- serials applied lately, to drop them when re-read
+        serial INTEGER PRIMARY KEY
+    );
     CREATE TABLE state (
         name  TEXT PRIMARY KEY,
         value TEXT
@@ -90,7 +102,13 @@ MIGRATIONS: list[str] = [
         filename TEXT NOT NULL,
         tool     TEXT NOT NULL CHECK (tool IN ('apt', 'pip')),
         name     TEXT NOT NULL,
+        preinstalled INTEGER NOT NULL DEFAULT 0,  -- apt: on the ABI's OS image already
         PRIMARY KEY (filename, tool, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE unresolved_sonames (           -- libraries no file on the builder had
+        filename TEXT NOT NULL,
+        soname   TEXT NOT NULL,
+        PRIMARY KEY (filename, soname)
     ) WITHOUT ROWID;
     CREATE INDEX versions_released ON versions (released);
     CREATE VIEW live_projects AS

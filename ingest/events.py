@@ -11,8 +11,8 @@ import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from functools import lru_cache
 
 from packaging.utils import canonicalize_name
 
@@ -35,7 +35,13 @@ class MalformedEvent(ValueError):
     pass
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=1 << 16)
+def canonical(name: str) -> str:
+    """PEP 503's canonical form; cached, since a log names the same projects often."""
+    return canonicalize_name(name)
+
+
+@dataclass(slots=True)
 class Event:
     serial: int
     timestamp: int  # seconds since the epoch, UTC
@@ -49,7 +55,7 @@ class Event:
 
     @property
     def project(self) -> str:
-        return canonicalize_name(self.name)
+        return canonical(self.name)
 
     @classmethod
     def from_row(cls, row: dict | list | tuple) -> Event:
@@ -91,104 +97,126 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[Event | MalformedEvent]:
             yield MalformedEvent(f"line {number}: {error}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
     """What one event does, in catalogue terms."""
 
-    kind: str  # see ACTIONS
+    kind: str  # a group name of ACTION_RE
     filename: str | None = None
 
 
-# Anchored patterns, tried in order. Owner and role changes are matched first and
-# do nothing: an unanchored "remove" once deleted a live project elsewhere.
-ACTIONS: list[tuple[re.Pattern, str]] = [
-    (re.compile(r"^(add|remove|invite|accepted|revoke|change|decline)\b.*\b(Owner|Maintainer)\b"),
-     "ignore"),
-    (re.compile(r"^create$"), "project"),
-    (re.compile(r"^new release$"), "release"),
-    (re.compile(r"^add source file (?P<file>\S+)$"), "source"),
-    (re.compile(r"^add (?P<pyver>\S+) file (?P<file>\S+)$"), "binary"),
-    (re.compile(r"^remove file (?P<file>\S+)$"), "remove-file"),
-    (re.compile(r"^remove release$"), "remove-release"),
-    (re.compile(r"^remove project$"), "remove-project"),
-    (re.compile(r"^remove$"), "remove"),
-    (re.compile(r"^yank release$"), "yank"),
-    (re.compile(r"^unyank release$"), "unyank"),
-]
+# One anchored pattern, one alternative per action. Owner and role changes come
+# first and do nothing: an unanchored "remove" once deleted a live project elsewhere.
+ACTION_RE = re.compile(r"""^(?:
+    (?P<ignore>(?:add|remove|accepted|change|invite|revoke\ invite|decline\ invite)
+               \ (?:Owner|Maintainer)\b.*)
+  | (?P<project>create)
+  | (?P<release>new\ release)
+  | add\ source\ file\ (?P<source>\S+)
+  | add\ \S+\ file\ (?P<binary>\S+)
+  | remove\ file\ (?P<remove_file>\S+)
+  | (?P<remove_release>remove\ release)
+  | (?P<remove_project>remove\ project)
+  | (?P<remove>remove)
+  | (?P<yank>yank\ release)
+  | (?P<unyank>unyank\ release)
+)$""", re.VERBOSE)
+
+NEEDS_VERSION = frozenset({"release", "source", "binary", "remove_file", "remove_release",
+                           "yank", "unyank"})
+FILE_KINDS = frozenset({"source", "binary", "remove_file"})
 
 
 def classify(event: Event) -> Change | None:
     """The change an event makes, or None when it changes nothing we keep."""
-    for pattern, kind in ACTIONS:
-        match = pattern.match(event.action)
-        if not match:
-            continue
-        if kind == "ignore":
-            return None
-        if kind == "remove":  # the old spelling: a project when no version is given
-            kind = "remove-project" if event.version is None else "remove-release"
-        if kind in ("release", "source", "binary", "remove-file", "remove-release",
-                    "yank", "unyank") and event.version is None:
-            log.warning("serial %d: %r needs a version; skipped", event.serial, event.action)
-            return None
-        return Change(kind, match.groupdict().get("file"))
-    log.info("serial %d: unknown action %r skipped", event.serial, event.action)
-    return None
+    match = ACTION_RE.match(event.action)
+    if match is None:
+        log.info("serial %d: unknown action %r skipped", event.serial, event.action)
+        return None
+    kind = match.lastgroup
+    if kind == "ignore":
+        return None
+    if kind == "remove":  # the old spelling: a project when no version is given
+        kind = "remove_project" if event.version is None else "remove_release"
+    if kind in NEEDS_VERSION and event.version is None:
+        log.warning("serial %d: %r needs a version; skipped", event.serial, event.action)
+        return None
+    return Change(kind, match.group(kind) if kind in FILE_KINDS else None)
 
 
-def iso(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
 class Batch:
-    """Rows for one executemany per table: the fast path for long replays."""
+    """Many events folded into one row per project, version and file (each column
+    the maximum of its keys), written with one executemany per table. Folding
+    first is what makes long replays fast, and it is exact because every column
+    is a max-register."""
 
-    projects: list[tuple] = field(default_factory=list)
-    aliases: list[tuple] = field(default_factory=list)
-    versions: list[tuple] = field(default_factory=list)
-    files: list[tuple] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)  # pages that deletions or yanks change
+    def __init__(self) -> None:
+        self.projects: dict[str, list] = {}  # name: [display_key, display, seen, deleted]
+        self.aliases: set[tuple[str, str]] = set()
+        self.versions: dict[tuple[str, str], list] = {}  # [seen, removed, yank, unyank,
+        #                                                   released_rank, timestamp]
+        self.files: dict[tuple[str, str, str], list] = {}  # [kind, seen, removed]
+        self.touched: set[str] = set()  # projects whose pages deletions or yanks change
+        self.released: set[str] = set()  # projects with new releases or source files
 
     def add(self, event: Event, change: Change) -> None:
         project, key, kind = event.project, event.key, change.kind
-        shows_project = kind not in ("remove-project", "remove-release", "remove-file",
-                                     "yank", "unyank")
-        self.projects.append((project, event.name, key, key if shows_project else 0,
-                              key if kind == "remove-project" else 0))
-        self.aliases.append((project, event.name))
-        if kind == "remove-project":
+        row = self.projects.get(project)
+        if row is None:
+            row = self.projects[project] = [0, event.name, 0, 0]
+        if key > row[0]:
+            row[0], row[1] = key, event.name
+        self.aliases.add((project, event.name))
+        if kind == "remove_project":
+            row[3] = max(row[3], key)
             self.touched.add(project)
             return
+        shows = kind in ("project", "release", "source", "binary")
+        if shows:
+            row[2] = max(row[2], key)
         if kind == "project":
             return
-        shows_version = kind in ("release", "source", "binary")
-        # A "new release" event outranks file uploads in saying when it was released.
-        rank = (key | (1 << 62)) if kind == "release" else key if shows_version else 0
-        self.versions.append((
-            project, event.version,
-            key if shows_version else 0,
-            key if kind == "remove-release" else 0,
-            key if kind == "yank" else 0,
-            key if kind == "unyank" else 0,
-            rank, iso(event.timestamp) if rank else None,
-        ))
-        if kind in ("remove-release", "yank", "unyank"):
+        version = self.versions.get((project, event.version))
+        if version is None:
+            version = self.versions[(project, event.version)] = [0, 0, 0, 0, 0, None]
+        if shows:
+            self.released.add(project)
+            version[0] = max(version[0], key)
+            # A "new release" event outranks file uploads in saying when it was released.
+            rank = key | (1 << 62) if kind == "release" else key
+            if rank > version[4]:
+                version[4], version[5] = rank, event.timestamp
+        elif kind == "remove_release":
+            version[1] = max(version[1], key)
+        elif kind == "yank":
+            version[2] = max(version[2], key)
+        elif kind == "unyank":
+            version[3] = max(version[3], key)
+        if kind in ("remove_release", "yank", "unyank", "remove_file"):
             self.touched.add(project)
-        if change.filename:
-            file_kind = "binary" if kind == "binary" else "source"
-            if kind == "remove-file":
-                file_kind = "source" if _looks_like_source(change.filename) else "binary"
-                self.touched.add(project)
-            self.files.append((
-                project, event.version, change.filename, file_kind,
-                key if shows_version else 0, key if kind == "remove-file" else 0,
-            ))
+        if change.filename is not None:
+            self._add_file(project, event.version, change, key)
+
+    def _add_file(self, project: str, version: str, change: Change, key: int) -> None:
+        file = self.files.get((project, version, change.filename))
+        if file is None:
+            guess = "binary" if change.filename.endswith(BINARY_SUFFIXES) else "source"
+            file = self.files[(project, version, change.filename)] = [guess, 0, 0]
+        if change.kind == "remove_file":
+            file[2] = max(file[2], key)
+        elif key > file[1]:
+            file[0], file[1] = change.kind, key
+
+    def rows(self) -> tuple[list, list, list, list]:
+        return (
+            [(name, r[1], r[0], r[2], r[3]) for name, r in self.projects.items()],
+            list(self.aliases),
+            [(p, v, *r) for (p, v), r in self.versions.items()],
+            [(p, v, f, *r) for (p, v, f), r in self.files.items()],
+        )
 
 
-def _looks_like_source(filename: str) -> bool:
-    return not filename.endswith((".whl", ".egg", ".exe", ".msi", ".dmg", ".rpm"))
-
+BINARY_SUFFIXES = (".whl", ".egg", ".exe", ".msi", ".dmg", ".rpm")
 
 UPSERT_PROJECTS = """
 INSERT INTO projects (name, display_name, display_key, seen_key, deleted_key)
@@ -204,7 +232,7 @@ UPSERT_ALIASES = "INSERT OR IGNORE INTO aliases (project, alias) VALUES (?, ?)"
 UPSERT_VERSIONS = """
 INSERT INTO versions (project, version, seen_key, removed_key, yank_key, unyank_key,
                       released_rank, released)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%SZ', ?8, 'unixepoch'))
 ON CONFLICT (project, version) DO UPDATE SET
     seen_key = MAX(seen_key, excluded.seen_key),
     removed_key = MAX(removed_key, excluded.removed_key),
@@ -226,10 +254,11 @@ ON CONFLICT (project, version, filename) DO UPDATE SET
 
 def apply_batch(conn: sqlite3.Connection, batch: Batch) -> None:
     """Write a batch's rows; the caller owns the transaction."""
-    conn.executemany(UPSERT_PROJECTS, batch.projects)
-    conn.executemany(UPSERT_ALIASES, batch.aliases)
-    conn.executemany(UPSERT_VERSIONS, batch.versions)
-    conn.executemany(UPSERT_FILES, batch.files)
+    projects, aliases, versions, files = batch.rows()
+    conn.executemany(UPSERT_PROJECTS, projects)
+    conn.executemany(UPSERT_ALIASES, aliases)
+    conn.executemany(UPSERT_VERSIONS, versions)
+    conn.executemany(UPSERT_FILES, files)
 
 
 def batch_of(events: Iterable[Event]) -> Batch:

@@ -1,15 +1,23 @@
 """Keeping each build-<abi> queue topped up from the catalogue.
 
-Priority: the most recently released versions first. A version is queued when it
-is alive, has a live source file, is not skipped, has no build for the ABI yet and
-has no job for it in Redis (queued, running, or failed and kept by rq)."""
+Priority: the most recently released versions first (then by name, for a stable
+order). A version is queued for an ABI when it is alive, has a live source file,
+is not skipped, its Requires-Python admits the ABI's Python, its metadata is known
+(when a metadata source is configured), it has no build for the ABI yet, and no rq
+job for it exists in Redis (queued, running, or failed and kept by rq). Because
+every condition is read from the catalogue and Redis, a Redis that lost its data
+gets exactly the pending jobs back on the next pass."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
 from redis import Redis
 from rq import Queue
 
@@ -18,17 +26,25 @@ from worker.queues import BUILD_FUNCTION, SERIALIZER, build_job_id, build_queue_
 PUBLISH_QUEUE = "publish"
 PUBLISH_FUNCTION = "publish.jobs.publish_project"
 
+# The Python each Raspberry Pi OS release ships, by ABI: what Requires-Python is
+# checked against. Other ABIs are read as cpXY -> X.Y.0.
+PI_PYTHONS = {"cp34m": "3.4.2", "cp35m": "3.5.3", "cp37m": "3.7.3", "cp39": "3.9.2",
+              "cp311": "3.11.2", "cp313": "3.13.5"}
+
 CANDIDATES = """
-SELECT v.project, v.version
+SELECT v.project, v.version, v.requires_python
 FROM live_versions v
 JOIN live_projects p ON p.name = v.project
 WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
+  AND (v.metadata_state IS NOT NULL OR :metadata = 0)
   AND EXISTS (SELECT 1 FROM live_files f
               WHERE f.project = v.project AND f.version = v.version AND f.kind = 'source')
   AND NOT EXISTS (SELECT 1 FROM builds b
-                  WHERE b.project = v.project AND b.version = v.version AND b.abi = ?)
+                  WHERE b.project = v.project AND b.version = v.version AND b.abi = :abi)
+  AND NOT EXISTS (SELECT 1 FROM skips s
+                  WHERE s.project = v.project AND s.version = v.version AND s.abi = :abi)
 ORDER BY v.released DESC, v.project, v.version
-LIMIT ? OFFSET ?
+LIMIT :limit OFFSET :offset
 """
 
 
@@ -37,6 +53,27 @@ class ScheduleResult:
     abi: str
     queued: int  # jobs added by this pass
     depth: int  # jobs waiting in the queue afterwards
+    skipped: int = 0  # versions newly found to rule this ABI out
+
+
+def abi_python(abi: str) -> Version | None:
+    if abi in PI_PYTHONS:
+        return Version(PI_PYTHONS[abi])
+    match = re.fullmatch(r"cp(\d)(\d+)m?", abi)
+    return Version(f"{match[1]}.{match[2]}.0") if match else None
+
+
+@lru_cache(maxsize=4096)
+def admits(requires_python: str | None, abi: str) -> bool:
+    """Does Requires-Python admit the ABI's Python? An unreadable one rules nothing out:
+    pip itself decides at build time."""
+    python = abi_python(abi)
+    if not requires_python or python is None:
+        return True
+    try:
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        return True
 
 
 def build_queue(conn: Redis, abi: str) -> Queue:
@@ -44,18 +81,28 @@ def build_queue(conn: Redis, abi: str) -> Queue:
 
 
 def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
-           job_timeout: int) -> ScheduleResult:
-    """Add jobs to build-<abi> until it holds `depth` or nothing is left to build."""
+           job_timeout: int, metadata: bool = False) -> ScheduleResult:
+    """Add jobs to build-<abi> until it holds `depth` or nothing is left to build.
+    With `metadata`, versions whose Requires-Python is not known yet wait."""
     queue = build_queue(redis, abi)
     waiting = queue.count
     wanted = depth - waiting
-    queued, offset = 0, 0
+    result = ScheduleResult(abi, 0, waiting)
+    offset = 0
     while wanted > 0:
-        rows = catalogue.execute(CANDIDATES, (abi, wanted * 2, offset)).fetchall()
+        rows = catalogue.execute(CANDIDATES, {"abi": abi, "metadata": int(metadata),
+                                              "limit": wanted * 2, "offset": offset}).fetchall()
         if not rows:
             break
         offset += len(rows)
-        fresh = _without_jobs(redis, [(r["project"], r["version"]) for r in rows], abi)
+        ruled_out = [(r[0], r[1], abi, f"Requires-Python {r[2]} rules out {abi}")
+                     for r in rows if not admits(r[2], abi)]
+        if ruled_out:
+            _record_skips(catalogue, ruled_out)
+            result.skipped += len(ruled_out)
+            offset -= len(ruled_out)  # they no longer match the query
+        buildable = [(r[0], r[1]) for r in rows if admits(r[2], abi)]
+        fresh = _without_jobs(redis, buildable, abi)[:wanted]
         jobs = [
             Queue.prepare_data(
                 BUILD_FUNCTION, args=(project, version, abi),
@@ -63,13 +110,30 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
                 description=f"build {project}=={version} for {abi}",
                 timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
             )
-            for project, version in fresh[:wanted]
+            for project, version in fresh
         ]
         if jobs:
             queue.enqueue_many(jobs)
-        queued += len(jobs)
+        result.queued += len(jobs)
         wanted -= len(jobs)
-    return ScheduleResult(abi, queued, waiting + queued)
+    result.depth = waiting + result.queued
+    return result
+
+
+def _record_skips(catalogue: sqlite3.Connection, rows: list[tuple]) -> None:
+    catalogue.execute("BEGIN IMMEDIATE")
+    catalogue.executemany("INSERT OR REPLACE INTO skips (project, version, abi, reason) "
+                          "VALUES (?, ?, ?, ?)", rows)
+    catalogue.execute("COMMIT")
+
+
+def drain(redis: Redis, abi: str) -> int:
+    """Empty the queue of an ABI we no longer build (end of life); return how many
+    jobs were dropped."""
+    queue = build_queue(redis, abi)
+    count = queue.count
+    queue.empty()
+    return count
 
 
 def _without_jobs(redis: Redis, releases: list[tuple[str, str]], abi: str

@@ -1,0 +1,187 @@
+"""Following a source: apply its events, keep the cursor with them, queue builds.
+
+One pass: fetch after the stored cursor; in one transaction drop serials already
+applied (sources that re-read a margin), apply the rest, store the new cursor;
+then hand new projects to the metadata fetcher, ask the publisher for the pages
+deletions and yanks change, and top up the build queues. A kill at any instant
+leaves the catalogue and cursor in step, and a restart carries on from there."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from ingest.catalogue import get_state, set_state
+from ingest.events import Event, apply_batch, batch_of
+from ingest.metadata import MetadataFetcher
+from ingest.scheduler import drain, request_publish, top_up
+from ingest.sources import Fetched, Source, SourceUnavailable
+
+log = logging.getLogger("ingest")
+
+STATUS_KEY = "follow-status"
+
+
+@dataclass
+class FollowStats:
+    events: int = 0  # events applied (re-read ones not counted again)
+    malformed: int = 0
+    passes: int = 0
+    failures: int = 0  # fetches the source could not answer
+    queued: int = 0  # build jobs added
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        return self.events / max(time.monotonic() - self.started, 1e-9)
+
+
+@dataclass
+class Backoff:
+    """Growing pauses after failures, with jitter, reset by a success."""
+
+    first: float = 1.0
+    most: float = 60.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = min(self.most, self.current * 2 if self.current else self.first)
+        return self.current * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not secrets
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+@dataclass
+class Follower:
+    conn: sqlite3.Connection
+    source: Source
+    redis: Redis | None = None
+    abis: tuple[str, ...] = ()
+    disabled_abis: tuple[str, ...] = ()
+    depth: int = 1000
+    job_timeout: int = 11400
+    metadata: MetadataFetcher | None = None
+    margin: int = 2000
+    backoff: Backoff = field(default_factory=Backoff)
+    progress: Callable[[FollowStats], None] = lambda _: None
+    stats: FollowStats = field(default_factory=FollowStats)
+    _last_missing_check: float = 0.0
+
+    def apply(self, fetched: Fetched) -> set[str]:
+        """Apply a fetch and store its cursor in one transaction. Returns the
+        projects whose pages deletions or yanks change."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            events = fetched.events
+            if self.source.rereads:
+                events = self._unseen(events, int(fetched.cursor))
+            batch = batch_of(events)
+            apply_batch(conn, batch)
+            set_state(conn, self.source.state_key, fetched.cursor)
+            if events:
+                newest = max(events, key=lambda e: e.serial)
+                set_state(conn, STATUS_KEY, json.dumps({
+                    "serial": newest.serial, "timestamp": newest.timestamp,
+                    "upstream_serial": fetched.newest_serial, "applied_at": time.time(),
+                    "rate": round(self.stats.rate),
+                }))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.stats.events += len(events)
+        self.stats.malformed += fetched.malformed
+        if self.metadata is not None:
+            self.metadata.request(batch.released)
+        return batch.touched
+
+    def _unseen(self, events: list[Event], cursor: int) -> list[Event]:
+        """Drop serials applied before, remember the new ones, forget old ones."""
+        if not events:
+            return events
+        low = min(e.serial for e in events)
+        seen = {r[0] for r in self.conn.execute(
+            "SELECT serial FROM seen_serials WHERE serial >= ?", (low,))}
+        fresh = {e.serial: e for e in events if e.serial not in seen}
+        self.conn.executemany("INSERT OR IGNORE INTO seen_serials (serial) VALUES (?)",
+                              [(s,) for s in fresh])
+        self.conn.execute("DELETE FROM seen_serials WHERE serial < ?",
+                          (cursor - 2 * self.margin,))
+        return list(fresh.values())
+
+    def schedule(self) -> None:
+        if self.redis is None:
+            return
+        for abi in self.disabled_abis:
+            if dropped := drain(self.redis, abi):
+                log.info("dropped %d queued builds for end-of-life %s", dropped, abi)
+        for abi in self.abis:
+            if abi in self.disabled_abis:
+                continue
+            result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,
+                            metadata=self.metadata is not None)
+            self.stats.queued += result.queued
+            if result.queued:
+                log.info("queued %d builds for %s (%d waiting)", result.queued, abi,
+                         result.depth)
+
+    def step(self) -> Fetched | None:
+        """One pass; None when the source could not answer (the caller pauses)."""
+        self.stats.passes += 1
+        if self.metadata is not None:
+            self.metadata.collect(self.conn)
+            if time.monotonic() - self._last_missing_check > 60:
+                self._last_missing_check = time.monotonic()
+                self.metadata.request_missing(self.conn)
+        try:
+            fetched = self.source.fetch(get_state(self.conn, self.source.state_key))
+        except SourceUnavailable as error:
+            self.stats.failures += 1
+            log.warning("event source unavailable: %s", error)
+            return None
+        self.backoff.reset()
+        touched = self.apply(fetched)
+        if touched and self.redis is not None:
+            request_publish(self.redis, touched)
+        self.schedule()
+        self.progress(self.stats)
+        return fetched
+
+    def run(self, until_caught_up: bool = False, interval: float = 1.0,
+            stop: Callable[[], bool] = lambda: False) -> FollowStats:
+        """Follow until stopped (or, with until_caught_up, until nothing is left)."""
+        self.schedule()
+        while not stop():
+            fetched = self.step()
+            if fetched is None:
+                _pause(self.backoff.next(), stop)
+            elif fetched.caught_up:
+                if until_caught_up:
+                    self.finish()
+                    break
+                _pause(interval, stop)
+        return self.stats
+
+    def finish(self, wait: float = 30.0) -> None:
+        """Write the metadata still on its way (up to `wait` s), then schedule."""
+        if self.metadata is not None:
+            deadline = time.monotonic() + wait
+            while self.metadata.pending and time.monotonic() < deadline:
+                self.metadata.collect(self.conn)
+                time.sleep(0.05)
+        self.schedule()
+
+
+def _pause(seconds: float, stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop() and time.monotonic() < deadline:
+        time.sleep(min(0.05, seconds))

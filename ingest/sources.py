@@ -1,0 +1,148 @@
+"""Where events come from: PyPI's XML-RPC changelog or a JSONL file, behind one interface.
+
+A source hands back events after a cursor; the follower applies them and stores
+the new cursor in the same transaction, so the cursor never runs ahead of the
+state it covers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from xml.parsers.expat import ExpatError
+
+from ingest.events import Event, MalformedEvent
+
+log = logging.getLogger("ingest")
+
+FILE_CHUNK = 20_000  # events per read of a file, and so per transaction
+
+
+class SourceUnavailable(Exception):
+    """The source cannot answer now (rate limit, server error, timeout, garbage):
+    try again later, after a pause."""
+
+
+@dataclass
+class Fetched:
+    events: list[Event]
+    cursor: str  # store it with the events; hand it back to the next fetch
+    caught_up: bool  # nothing more is available right now
+    malformed: int = 0
+    newest_serial: int | None = None  # the source's newest serial, when it says
+
+
+class Source(Protocol):
+    state_key: str  # where the follower keeps this source's cursor
+    rereads: bool  # True when fetches overlap and events must be told apart by serial
+
+    def fetch(self, cursor: str | None) -> Fetched: ...
+
+
+@dataclass
+class FileSource:
+    """A newline-delimited JSON file of events; the cursor is a byte offset. Lines
+    appended later are read by later fetches; a line still being written (no
+    newline yet) waits for the next one."""
+
+    path: Path
+    chunk: int = FILE_CHUNK
+    rereads: bool = False
+    state_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state_key = f"file-offset:{self.path.resolve()}"
+
+    def fetch(self, cursor: str | None) -> Fetched:
+        offset = int(cursor or 0)
+        if offset > self.path.stat().st_size:
+            log.warning("%s is shorter than before: reading it from the start", self.path)
+            offset = 0
+        events: list[Event] = []
+        malformed = 0
+        decode = json.loads
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            while len(events) < self.chunk:
+                line = f.readline()
+                if not line.endswith(b"\n"):
+                    break
+                offset += len(line)
+                if not line.strip():
+                    continue
+                try:
+                    events.append(Event.from_row(decode(line)))
+                except (ValueError, MalformedEvent) as error:
+                    malformed += 1
+                    log.warning("%s: skipping malformed event at byte %d: %s", self.path,
+                                offset - len(line), error)
+        caught_up = len(events) < self.chunk
+        return Fetched(events, str(offset), caught_up, malformed)
+
+
+class _TimeoutTransport(xmlrpc.client.SafeTransport):
+    def __init__(self, timeout: float, secure: bool):
+        super().__init__()
+        self.timeout, self.secure = timeout, secure
+
+    def make_connection(self, host):
+        if self.secure:
+            conn = super().make_connection(host)
+        else:
+            conn = xmlrpc.client.Transport.make_connection(self, host)
+        conn.timeout = self.timeout
+        return conn
+
+
+@dataclass
+class XmlRpcSource:
+    """PyPI's changelog over XML-RPC. Each fetch re-reads `margin` serials behind the
+    newest one applied, because a serial can become visible after a higher one
+    (concurrent transactions); the follower drops the serials it has seen."""
+
+    url: str  # the XML-RPC endpoint
+    margin: int = 2000
+    timeout: float = 30.0
+    page: int = 50_000  # the most rows PyPI returns per call
+    rereads: bool = True
+    state_key: str = "pypi-serial"
+
+    def _proxy(self) -> xmlrpc.client.ServerProxy:
+        transport = _TimeoutTransport(self.timeout, self.url.startswith("https:"))
+        return xmlrpc.client.ServerProxy(self.url, transport=transport)
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self._proxy(), method)(*args)
+        except xmlrpc.client.Fault as fault:
+            raise SourceUnavailable(f"{method}: fault {fault.faultCode} "
+                                    f"{fault.faultString[:200]}") from None
+        except xmlrpc.client.ProtocolError as error:
+            raise SourceUnavailable(f"{method}: HTTP {error.errcode}") from None
+        except (OSError, http.client.HTTPException, ExpatError, xmlrpc.client.ResponseError,
+                ValueError) as error:
+            raise SourceUnavailable(f"{method}: {type(error).__name__}: {error}") from None
+
+    def fetch(self, cursor: str | None) -> Fetched:
+        applied = int(cursor or 0)
+        newest = self._call("changelog_last_serial")
+        if not isinstance(newest, int):
+            raise SourceUnavailable(f"changelog_last_serial: not a serial: {newest!r}"[:200])
+        since = max(0, applied - self.margin)
+        rows = self._call("changelog_since_serial", since)
+        if not isinstance(rows, list):
+            raise SourceUnavailable("changelog_since_serial: not a list")
+        events, malformed = [], 0
+        for row in rows:
+            try:
+                events.append(Event.from_row(row))
+            except MalformedEvent as error:
+                malformed += 1
+                log.warning("skipping malformed changelog row %r: %s", row, error)
+        top = max([applied, *(e.serial for e in events)])
+        caught_up = len(rows) < self.page and top >= newest
+        return Fetched(events, str(top), caught_up, malformed, newest)
