@@ -12,6 +12,10 @@ Each setting: environment variable (default) meaning.
       Redis for the queues; unset means a private redis-server on DATA/redis/redis.sock
   WHEELWRIGHT_ABIS (the host interpreter's ABI)
       comma-separated ABIs to build, e.g. cp37m,cp39,cp311
+  WHEELWRIGHT_DISABLED_ABIS (cp34m,cp35m)
+      end-of-life ABIs: never built, and their queues are emptied
+  WHEELWRIGHT_PYPI_MARGIN (2000)
+      serials re-read behind the newest applied one (late-visible serials)
   WHEELWRIGHT_PYPI_URL (unset)
       upstream PyPI base URL: XML-RPC at <url>/pypi, JSON at <url>/pypi/<name>/json
   WHEELWRIGHT_EVENTS (ingest/sample/events.jsonl)
@@ -20,6 +24,8 @@ Each setting: environment variable (default) meaning.
       build jobs each build-<abi> queue holds at most
   WHEELWRIGHT_WEB (127.0.0.1:8080)
       where `publish serve` listens
+  WHEELWRIGHT_PUBLIC_URL (http://WHEELWRIGHT_WEB/)
+      the index's public address, written into project JSON (file_url, piwheels_url)
   WHEELWRIGHT_INTAKE (127.0.0.1:8081)
       where `publish intake` listens
   WHEELWRIGHT_INTAKE_URL (http://127.0.0.1:8081/)
@@ -40,6 +46,34 @@ Each setting: environment variable (default) meaning.
       address-space limit for a build in MiB; 0 means none
   WHEELWRIGHT_MAX_UPLOAD (268435456)
       largest push the intake accepts, in bytes
+  WHEELWRIGHT_BUILD_DIR (the system's temporary directory)
+      worker side: builds run in fresh directories under DIR/wheelwright-<worker>;
+      that directory is emptied whenever the worker starts
+  WHEELWRIGHT_BUILD_LOG_LIMIT (1048576)
+      bytes of a build log kept (its head and tail); the middle is cut
+  WHEELWRIGHT_PREINSTALLED (unset)
+      worker side: file naming the Debian packages preinstalled on the target OS
+      image, one per line; `{abi}` in the path is replaced by the worker's ABI.
+      Packages of priority required/important count as preinstalled anyway
+  WHEELWRIGHT_PUSH_RETRIES (6)
+      worker side: attempts at a push before the job fails (network errors, 5xx)
+  WHEELWRIGHT_PUSH_BACKOFF (1.0)
+      worker side: seconds before the first retry of a push; doubled each time
+  WHEELWRIGHT_HEARTBEAT_INTERVAL (30)
+      worker side: seconds between a building worker's heartbeats in Redis
+  WHEELWRIGHT_ABANDON_GRACE (60)
+      seconds past a missed heartbeat before a running job counts as abandoned
+  WHEELWRIGHT_MAINTENANCE_INTERVAL (60)
+      seconds between a worker's sweeps of rq's registries; a sweep fails the
+      abandoned jobs. A job whose worker died unseen (power cut, SIGKILL) is thus
+      failed within HEARTBEAT_INTERVAL + ABANDON_GRACE + MAINTENANCE_INTERVAL
+      seconds of its last heartbeat, as long as any worker serves its queue
+  WHEELWRIGHT_HEALTH_INTERVAL (30)
+      worker side: seconds between health reports (key TTL 120 s)
+  WHEELWRIGHT_ARM_DIR (DATA/armhf)
+      where `python -m worker armhf-chroot` keeps its Debian armhf chroot
+  WHEELWRIGHT_ARM_MIRROR (the host's first Debian apt source)
+      Debian mirror debootstrap fetches the armhf chroot from
 """
 
 from __future__ import annotations
@@ -72,6 +106,8 @@ class Settings:
     redis_url: str | None
     abis: tuple[str, ...]
     pypi_url: str | None
+    disabled_abis: tuple[str, ...]
+    pypi_margin: int
     events_file: Path
     queue_depth: int
     web_bind: tuple[str, int]
@@ -83,6 +119,18 @@ class Settings:
     build_timeout: int
     build_memory_mb: int
     max_upload: int
+    build_dir: Path | None = None
+    build_log_limit: int = 1024 * 1024
+    preinstalled_file: str | None = None
+    push_retries: int = 6
+    push_backoff: float = 1.0
+    heartbeat_interval: int = 30
+    abandon_grace: int = 60
+    maintenance_interval: int = 60
+    health_interval: int = 30
+    arm_dir: Path | None = None
+    arm_mirror: str | None = None
+    public_url_value: str | None = None
     worker_tokens_spec: str | None = field(default=None, repr=False)
     worker_token_value: str | None = field(default=None, repr=False)
 
@@ -105,6 +153,12 @@ class Settings:
     @property
     def redis_socket(self) -> Path:
         return self.data_dir / "redis" / "redis.sock"
+
+    @property
+    def public_url(self) -> str:
+        """Where people and pip reach www/, ending in a slash."""
+        host, port = self.web_bind
+        return (self.public_url_value or f"http://{host}:{port}/").rstrip("/") + "/"
 
     @property
     def effective_redis_url(self) -> str:
@@ -154,6 +208,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         redis_url=env.get("REDIS_URL") or None,
         abis=tuple(a.strip() for a in abis.split(",") if a.strip()) or (_host_abi(),),
         pypi_url=env.get("WHEELWRIGHT_PYPI_URL") or None,
+        disabled_abis=tuple(a.strip() for a in env.get(
+            "WHEELWRIGHT_DISABLED_ABIS", "cp34m,cp35m").split(",") if a.strip()),
+        pypi_margin=int(env.get("WHEELWRIGHT_PYPI_MARGIN", "2000")),
         events_file=Path(env.get("WHEELWRIGHT_EVENTS") or SAMPLE_EVENTS),
         queue_depth=int(env.get("WHEELWRIGHT_QUEUE_DEPTH", "1000")),
         web_bind=_split_bind(env.get("WHEELWRIGHT_WEB", "127.0.0.1:8080")),
@@ -165,6 +222,19 @@ def load(env: dict[str, str] | None = None) -> Settings:
         build_timeout=int(env.get("WHEELWRIGHT_BUILD_TIMEOUT", "10800")),
         build_memory_mb=int(env.get("WHEELWRIGHT_BUILD_MEMORY", "0")),
         max_upload=int(env.get("WHEELWRIGHT_MAX_UPLOAD", str(256 * 1024 * 1024))),
+        build_dir=Path(env["WHEELWRIGHT_BUILD_DIR"]) if env.get("WHEELWRIGHT_BUILD_DIR")
+        else None,
+        build_log_limit=int(env.get("WHEELWRIGHT_BUILD_LOG_LIMIT", str(1024 * 1024))),
+        preinstalled_file=env.get("WHEELWRIGHT_PREINSTALLED") or None,
+        push_retries=int(env.get("WHEELWRIGHT_PUSH_RETRIES", "6")),
+        push_backoff=float(env.get("WHEELWRIGHT_PUSH_BACKOFF", "1.0")),
+        heartbeat_interval=int(env.get("WHEELWRIGHT_HEARTBEAT_INTERVAL", "30")),
+        abandon_grace=int(env.get("WHEELWRIGHT_ABANDON_GRACE", "60")),
+        maintenance_interval=int(env.get("WHEELWRIGHT_MAINTENANCE_INTERVAL", "60")),
+        health_interval=int(env.get("WHEELWRIGHT_HEALTH_INTERVAL", "30")),
+        arm_dir=Path(env["WHEELWRIGHT_ARM_DIR"]) if env.get("WHEELWRIGHT_ARM_DIR") else None,
+        arm_mirror=env.get("WHEELWRIGHT_ARM_MIRROR") or None,
+        public_url_value=env.get("WHEELWRIGHT_PUBLIC_URL") or None,
         worker_tokens_spec=env.get("WHEELWRIGHT_WORKER_TOKENS") or None,
         worker_token_value=env.get("WHEELWRIGHT_WORKER_TOKEN") or None,
     )
