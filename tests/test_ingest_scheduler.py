@@ -1,0 +1,100 @@
+"""The scheduler: what it queues, in what order, and what it restores after Redis loses
+its data."""
+
+from __future__ import annotations
+
+from ingest.catalogue import connect
+from ingest.events import Event, apply_batch, batch_of
+from ingest.follower import Follower
+from ingest.scheduler import build_queue, top_up
+from ingest.sources import FileSource
+from worker.queues import build_job_id
+
+ABI = "cp311"
+
+
+def catalogue(tmp_path, rows):
+    conn = connect(tmp_path / "c.db")
+    events = [Event(700_000 + i, 1_700_000_000 + i * 60, name, version, action)
+              for i, (name, version, action) in enumerate(rows)]
+    conn.execute("BEGIN")
+    apply_batch(conn, batch_of(events))
+    conn.execute("COMMIT")
+    return conn
+
+
+def release(name, version, source=True):
+    rows = [(name, version, "new release")]
+    if source:
+        rows.append((name, version, f"add source file {name}-{version}.tar.gz"))
+    return rows
+
+
+HISTORY = [
+    *release("alpha", "1.0"),
+    *release("alpha", "1.1"),
+    *release("binary-only", "1.0", source=False),
+    ("binary-only", "1.0", "add py3 file binary_only-1.0-py3-none-any.whl"),
+    *release("doomed", "1.0"),
+    ("doomed", None, "remove project"),
+    *release("gone", "2.0"),
+    ("gone", "2.0", "remove release"),
+    *release("sdist-removed", "1.0"),
+    ("sdist-removed", "1.0", "remove file sdist-removed-1.0.tar.gz"),
+    *release("built", "1.0"),
+    *release("beta", "0.1"),
+    *release("beta", "0.2"),
+    ("beta", "0.2", "yank release"),
+]
+PENDING = [("beta", "0.2"), ("beta", "0.1"), ("alpha", "1.1"), ("alpha", "1.0")]  # newest first
+
+
+def record_build(conn, project, version):
+    conn.execute("INSERT INTO builds (project, version, abi, status, built_at) "
+                 "VALUES (?, ?, ?, 'success', '2026-01-01T00:00:00Z')", (project, version, ABI))
+
+
+def test_queues_only_what_needs_building_newest_first(tmp_path, redis):
+    conn = catalogue(tmp_path, HISTORY)
+    record_build(conn, "built", "1.0")
+    result = top_up(conn, redis, ABI, depth=3, job_timeout=600)
+    assert result.queued == 3
+    assert build_queue(redis, ABI).job_ids == [build_job_id(p, v, ABI) for p, v in PENDING[:3]]
+    # A second pass fills the last place and never queues a job twice.
+    assert top_up(conn, redis, ABI, depth=10, job_timeout=600).queued == 1
+    assert top_up(conn, redis, ABI, depth=10, job_timeout=600).queued == 0
+    assert build_queue(redis, ABI).job_ids == [build_job_id(p, v, ABI) for p, v in PENDING]
+
+
+def test_running_and_failed_jobs_are_not_queued_again(tmp_path, redis):
+    conn = catalogue(tmp_path, HISTORY)
+    record_build(conn, "built", "1.0")
+    top_up(conn, redis, ABI, depth=10, job_timeout=600)
+    queue = build_queue(redis, ABI)
+    running = queue.dequeue_any([queue], None, connection=redis,
+                                serializer=queue.serializer)[0]
+    assert running.id == build_job_id("beta", "0.2", ABI)
+    assert top_up(conn, redis, ABI, depth=10, job_timeout=600).queued == 0
+
+
+def test_redis_loss_restores_exactly_the_pending_jobs(tmp_path, redis):
+    conn = catalogue(tmp_path, HISTORY)
+    record_build(conn, "built", "1.0")
+    top_up(conn, redis, ABI, depth=10, job_timeout=600)
+    before = build_queue(redis, ABI).job_ids
+    redis.flushall()
+    assert build_queue(redis, ABI).count == 0
+    top_up(conn, redis, ABI, depth=10, job_timeout=600)
+    assert build_queue(redis, ABI).job_ids == before
+    assert sorted(before) == sorted(build_job_id(p, v, ABI) for p, v in PENDING)
+
+
+def test_end_of_life_abis_are_drained_and_never_fed(tmp_path, redis):
+    conn = catalogue(tmp_path, HISTORY)
+    top_up(conn, redis, "cp35m", depth=10, job_timeout=600)
+    assert build_queue(redis, "cp35m").count == 5
+    follower = Follower(conn, FileSource(tmp_path / "none.jsonl"), redis=redis,
+                        abis=(ABI, "cp35m"), disabled_abis=("cp35m",))
+    follower.schedule()
+    assert build_queue(redis, "cp35m").count == 0
+    assert build_queue(redis, ABI).count == 5
