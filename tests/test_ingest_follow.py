@@ -77,12 +77,10 @@ def test_metadata_rules_builds_in_and_out(tmp_path, pypi, redis):
     events = [
         Event(900_001 + i, 1_700_000_000 + i, name, version, action)
         for i, (name, version, action) in enumerate([
-            ("modern", "1.0", "new release"), ("modern", "1.0", "add source file modern-1.0.tar.gz"),
-            ("future", "2.0", "new release"), ("future", "2.0", "add source file future-2.0.tar.gz"),
-            ("legacy", "0.9", "new release"), ("legacy", "0.9", "add source file legacy-0.9.tar.gz"),
-            ("vanished", "1.0", "new release"),
-            ("vanished", "1.0", "add source file vanished-1.0.tar.gz"),
-            ("flaky", "3.0", "new release"), ("flaky", "3.0", "add source file flaky-3.0.tar.gz"),
+            (name, version, action)
+            for name, version in [("modern", "1.0"), ("future", "2.0"), ("legacy", "0.9"),
+                                  ("vanished", "1.0"), ("flaky", "3.0")]
+            for action in ("new release", f"add source file {name}-{version}.tar.gz")
         ])
     ]
     state.rows = [[e.name, e.version, e.timestamp, e.action, e.serial] for e in events]

@@ -57,7 +57,8 @@ def test_sigkill_mid_stream_then_restart_gives_the_same_catalogue(tmp_path, redi
     while kills < 4:
         proc = ingest(killed, redis_instance.url, "replay", str(events))
         # Kill as soon as another transaction has landed: the next one is under way.
-        wait_for(lambda: offset(killed) > last or proc.poll() is not None, 120, "progress")
+        wait_for(lambda p=proc, seen=last: offset(killed) > seen or p.poll() is not None,
+                 120, "progress")
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
