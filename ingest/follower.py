@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from ingest.catalogue import get_state, set_state
-from ingest.events import Event, apply_batch, batch_of
+from ingest.events import Batch, Event, apply_batch, batch_of
 from ingest.metadata import MetadataFetcher
 from ingest.scheduler import drain, request_publish, top_up
 from ingest.sources import Fetched, Source, SourceUnavailable
@@ -75,9 +75,8 @@ class Follower:
     stats: FollowStats = field(default_factory=FollowStats)
     _last_missing_check: float = 0.0
 
-    def apply(self, fetched: Fetched) -> set[str]:
-        """Apply a fetch and store its cursor in one transaction. Returns the
-        projects whose pages deletions or yanks change."""
+    def apply(self, fetched: Fetched) -> Batch:
+        """Apply a fetch and store its cursor in one transaction."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -102,7 +101,7 @@ class Follower:
         self.stats.malformed += fetched.malformed
         if self.metadata is not None:
             self.metadata.request(batch.released)
-        return batch.touched
+        return batch
 
     def _unseen(self, events: list[Event], cursor: int) -> list[Event]:
         """Drop serials applied before, remember the new ones, forget old ones."""
@@ -118,21 +117,29 @@ class Follower:
                           (cursor - 2 * self.margin,))
         return list(fresh.values())
 
-    def schedule(self) -> None:
+    def schedule(self, fresh: set[str] | None = None) -> None:
+        """Top up every build queue; with `fresh`, first put those projects' new
+        releases at the front of their queues."""
         if self.redis is None:
             return
+        if fresh:
+            for abi in self._active_abis():
+                self.stats.queued += top_up(
+                    self.conn, self.redis, abi, self.depth, self.job_timeout,
+                    metadata=self.metadata is not None, fresh=fresh).queued
         for abi in self.disabled_abis:
             if dropped := drain(self.redis, abi):
                 log.info("dropped %d queued builds for end-of-life %s", dropped, abi)
-        for abi in self.abis:
-            if abi in self.disabled_abis:
-                continue
+        for abi in self._active_abis():
             result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,
                             metadata=self.metadata is not None)
             self.stats.queued += result.queued
             if result.queued:
                 log.info("queued %d builds for %s (%d waiting)", result.queued, abi,
                          result.depth)
+
+    def _active_abis(self) -> list[str]:
+        return [abi for abi in self.abis if abi not in self.disabled_abis]
 
     def step(self) -> Fetched | None:
         """One pass; None when the source could not answer (the caller pauses)."""
@@ -149,10 +156,12 @@ class Follower:
             log.warning("event source unavailable: %s", error)
             return None
         self.backoff.reset()
-        touched = self.apply(fetched)
-        if touched and self.redis is not None:
-            request_publish(self.redis, touched)
-        self.schedule()
+        batch = self.apply(fetched)
+        if batch.touched and self.redis is not None:
+            request_publish(self.redis, batch.touched)
+        # Live (caught up), a release goes straight to the front of the queues;
+        # while a backlog is replayed, the usual priority order decides.
+        self.schedule(fresh=batch.released if fetched.caught_up else None)
         self.progress(self.stats)
         return fetched
 

@@ -10,6 +10,7 @@ gets exactly the pending jobs back on the next pass."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -43,6 +44,7 @@ WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
                   WHERE b.project = v.project AND b.version = v.version AND b.abi = :abi)
   AND NOT EXISTS (SELECT 1 FROM skips s
                   WHERE s.project = v.project AND s.version = v.version AND s.abi = :abi)
+  AND (:projects IS NULL OR v.project IN (SELECT value FROM json_each(:projects)))
 ORDER BY v.released DESC, v.project, v.version
 LIMIT :limit OFFSET :offset
 """
@@ -81,17 +83,24 @@ def build_queue(conn: Redis, abi: str) -> Queue:
 
 
 def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
-           job_timeout: int, metadata: bool = False) -> ScheduleResult:
+           job_timeout: int, metadata: bool = False, fresh: set[str] | None = None
+           ) -> ScheduleResult:
     """Add jobs to build-<abi> until it holds `depth` or nothing is left to build.
-    With `metadata`, versions whose Requires-Python is not known yet wait."""
+    With `metadata`, versions whose Requires-Python is not known yet wait.
+
+    With `fresh` (projects that just released), only their versions are looked at,
+    and they go to the front of the queue whatever its depth: the depth bounds the
+    backlog, and a new release should not wait behind it."""
     queue = build_queue(redis, abi)
     waiting = queue.count
-    wanted = depth - waiting
+    wanted = depth - waiting if fresh is None else depth
     result = ScheduleResult(abi, 0, waiting)
     offset = 0
     while wanted > 0:
-        rows = catalogue.execute(CANDIDATES, {"abi": abi, "metadata": int(metadata),
-                                              "limit": wanted * 2, "offset": offset}).fetchall()
+        rows = catalogue.execute(CANDIDATES, {
+            "abi": abi, "metadata": int(metadata), "limit": wanted * 2, "offset": offset,
+            "projects": None if fresh is None else json.dumps(sorted(fresh)),
+        }).fetchall()
         if not rows:
             break
         offset += len(rows)
@@ -102,15 +111,18 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
             result.skipped += len(ruled_out)
             offset -= len(ruled_out)  # they no longer match the query
         buildable = [(r[0], r[1]) for r in rows if admits(r[2], abi)]
-        fresh = _without_jobs(redis, buildable, abi)[:wanted]
+        unqueued = _without_jobs(redis, buildable, abi)[:wanted]
+        if fresh is not None:
+            unqueued.reverse()  # pushed one by one at the front: the newest ends up first
         jobs = [
             Queue.prepare_data(
                 BUILD_FUNCTION, args=(project, version, abi),
                 job_id=build_job_id(project, version, abi),
                 description=f"build {project}=={version} for {abi}",
                 timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
+                at_front=fresh is not None,
             )
-            for project, version in fresh
+            for project, version in unqueued
         ]
         if jobs:
             queue.enqueue_many(jobs)

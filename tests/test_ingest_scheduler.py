@@ -98,3 +98,20 @@ def test_end_of_life_abis_are_drained_and_never_fed(tmp_path, redis):
     follower.schedule()
     assert build_queue(redis, "cp35m").count == 0
     assert build_queue(redis, ABI).count == 5
+
+
+def test_a_live_release_goes_to_the_front_of_a_full_queue(tmp_path, redis):
+    conn = catalogue(tmp_path, HISTORY)
+    events = tmp_path / "live.jsonl"
+    events.write_text("")
+    follower = Follower(conn, FileSource(events), redis=redis, abis=(ABI,), depth=2)
+    follower.run(until_caught_up=True)
+    assert build_queue(redis, ABI).count == 2  # full: the backlog waits
+    with events.open("a") as f:
+        for serial, action in [(800_001, "new release"),
+                               (800_002, "add source file hot-1.0.tar.gz")]:
+            f.write(f'{{"serial": {serial}, "timestamp": 1800000000, "name": "Hot", '
+                    f'"version": "1.0", "action": "{action}"}}\n')
+    follower.step()
+    assert build_queue(redis, ABI).job_ids[0] == build_job_id("hot", "1.0", ABI)
+    assert build_queue(redis, ABI).count == 3
