@@ -170,6 +170,9 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, timeout=60)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Long replays touch pages all over the keyed tables: 64 MB of cache keeps
+        # them from being read again and again.
+        conn.execute("PRAGMA cache_size = -65536")
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 60000")
     if not readonly:

@@ -12,7 +12,6 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 from packaging.utils import canonicalize_name
 
@@ -35,10 +34,17 @@ class MalformedEvent(ValueError):
     pass
 
 
-@lru_cache(maxsize=1 << 16)
+_CANONICAL: dict[str, str] = {}
+
+
 def canonical(name: str) -> str:
     """PEP 503's canonical form; cached, since a log names the same projects often."""
-    return canonicalize_name(name)
+    result = _CANONICAL.get(name)
+    if result is None:
+        if len(_CANONICAL) > 200_000:
+            _CANONICAL.clear()
+        result = _CANONICAL[name] = canonicalize_name(name)
+    return result
 
 
 @dataclass(slots=True)
@@ -61,27 +67,28 @@ class Event:
     def from_row(cls, row: dict | list | tuple) -> Event:
         """From a replay-file object or an XML-RPC row [name, version, timestamp,
         action, serial]; anything else raises MalformedEvent."""
-        if isinstance(row, (list, tuple)):
+        # type() rather than isinstance(): True is an int to isinstance, not a serial.
+        if type(row) in (list, tuple):
             if len(row) != 5:
                 raise MalformedEvent(f"want 5 fields, got {len(row)}")
-            row = dict(zip(("name", "version", "timestamp", "action", "serial"), row,
-                           strict=True))
-        if not isinstance(row, dict):
+            name, version, timestamp, action, serial = row
+        elif type(row) is dict:
+            try:
+                serial, timestamp = row["serial"], row["timestamp"]
+                name, version, action = row["name"], row.get("version"), row["action"]
+            except KeyError as missing:
+                raise MalformedEvent(f"missing {missing}") from None
+        else:
             raise MalformedEvent("an event is an object")
-        try:
-            serial, timestamp = row["serial"], row["timestamp"]
-            name, version, action = row["name"], row.get("version"), row["action"]
-        except KeyError as missing:
-            raise MalformedEvent(f"missing {missing}") from None
-        if isinstance(serial, bool) or not isinstance(serial, int) or serial < 0:
+        if type(serial) is not int or serial < 0:
             raise MalformedEvent(f"bad serial {serial!r}")
-        if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        if type(timestamp) not in (int, float):
             raise MalformedEvent(f"bad timestamp {timestamp!r}")
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        if type(name) is not str or not 0 < len(name) <= 200 or not name.strip():
             raise MalformedEvent(f"bad name {name!r}")
-        if version is not None and (not isinstance(version, str) or len(version) > 200):
+        if version is not None and (type(version) is not str or len(version) > 200):
             raise MalformedEvent(f"bad version {version!r}")
-        if not isinstance(action, str):
+        if type(action) is not str:
             raise MalformedEvent(f"bad action {action!r}")
         return cls(serial, int(timestamp), name.strip(), version or None, action)
 
@@ -160,40 +167,42 @@ class Batch:
         self.released: set[str] = set()  # projects with new releases or source files
 
     def add(self, event: Event, change: Change) -> None:
-        project, key, kind = event.project, event.key, change.kind
+        # The hot loop of a replay: plain comparisons rather than max() calls.
+        name, key, kind = event.name, event.key, change.kind
+        project = _CANONICAL.get(name) or canonical(name)
         row = self.projects.get(project)
         if row is None:
-            row = self.projects[project] = [0, event.name, 0, 0]
-        if key > row[0]:
-            row[0], row[1] = key, event.name
-        self.aliases.add((project, event.name))
-        if kind == "remove_project":
-            row[3] = max(row[3], key)
+            row = self.projects[project] = [key, name, 0, 0]
+            self.aliases.add((project, name))
+        elif key > row[0]:
+            row[0], row[1] = key, name
+            self.aliases.add((project, name))
+        elif name != row[1]:
+            self.aliases.add((project, name))
+        if kind in SHOWS:
+            if key > row[2]:
+                row[2] = key
+            if kind == "project":
+                return
+            self.released.add(project)
+        elif kind == "remove_project":
+            if key > row[3]:
+                row[3] = key
             self.touched.add(project)
             return
-        shows = kind in ("project", "release", "source", "binary")
-        if shows:
-            row[2] = max(row[2], key)
-        if kind == "project":
-            return
+        else:
+            self.touched.add(project)
         version = self.versions.get((project, event.version))
         if version is None:
             version = self.versions[(project, event.version)] = [0, 0, 0, 0, 0, None]
-        if shows:
-            self.released.add(project)
-            version[0] = max(version[0], key)
+        column = VERSION_COLUMN.get(kind, 0)
+        if column is not None and key > version[column]:
+            version[column] = key
+        if column == 0:
             # A "new release" event outranks file uploads in saying when it was released.
-            rank = key | (1 << 62) if kind == "release" else key
+            rank = key | RELEASE_RANK if kind == "release" else key
             if rank > version[4]:
                 version[4], version[5] = rank, event.timestamp
-        elif kind == "remove_release":
-            version[1] = max(version[1], key)
-        elif kind == "yank":
-            version[2] = max(version[2], key)
-        elif kind == "unyank":
-            version[3] = max(version[3], key)
-        if kind in ("remove_release", "yank", "unyank", "remove_file"):
-            self.touched.add(project)
         if change.filename is not None:
             self._add_file(project, event.version, change, key)
 
@@ -203,7 +212,8 @@ class Batch:
             guess = "binary" if change.filename.endswith(BINARY_SUFFIXES) else "source"
             file = self.files[(project, version, change.filename)] = [guess, 0, 0]
         if change.kind == "remove_file":
-            file[2] = max(file[2], key)
+            if key > file[2]:
+                file[2] = key
         elif key > file[1]:
             file[0], file[1] = change.kind, key
 
@@ -217,6 +227,11 @@ class Batch:
 
 
 BINARY_SUFFIXES = (".whl", ".egg", ".exe", ".msi", ".dmg", ".rpm")
+SHOWS = frozenset({"project", "release", "source", "binary"})  # events that say "it exists"
+# The version register each kind raises: 0 seen, 1 removed, 2 yanked, 3 unyanked;
+# removing a file raises none of them.
+VERSION_COLUMN = {"remove_release": 1, "yank": 2, "unyank": 3, "remove_file": None}
+RELEASE_RANK = 1 << 62
 
 UPSERT_PROJECTS = """
 INSERT INTO projects (name, display_name, display_key, seen_key, deleted_key)

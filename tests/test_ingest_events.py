@@ -126,6 +126,22 @@ def test_recreated_under_another_spelling(tmp_path):
     assert release["yanked"] is False
 
 
+def test_removals_never_bring_anything_back(tmp_path):
+    history = [
+        make(700001, 0, "gone", "1.0", "new release"),
+        make(700002, 0, "gone", "1.0", "add source file gone-1.0.tar.gz"),
+        make(700003, 0, "gone", "1.0", "remove release"),
+        make(700004, 0, "gone", "1.0", "remove file gone-1.0.tar.gz"),
+        make(700005, 0, "gone", "1.0", "yank release"),
+        make(700006, 0, "kept", "2.0", "new release"),
+        make(700007, 0, "kept", "2.0", "add source file kept-2.0.tar.gz"),
+        make(700008, 0, "kept", "2.0", "remove file kept-2.0.tar.gz"),
+    ]
+    state = catalogue_dump(tmp_path / "c.db", [history])["projects"]
+    assert state["gone"]["versions"] == {}
+    assert state["kept"]["versions"]["2.0"]["files"] == {}
+
+
 def test_owner_changes_delete_nothing(tmp_path):
     history = [make(700001, 0, "live", "1.0", "new release")] + [
         make(700002 + i, 0, "live", None, action) for i, action in enumerate([
