@@ -3,12 +3,16 @@ its data."""
 
 from __future__ import annotations
 
+import json
+
+from rq import Queue
+
 from ingest.catalogue import connect
 from ingest.events import Event, apply_batch, batch_of
 from ingest.follower import Follower
-from ingest.scheduler import build_queue, top_up
+from ingest.scheduler import PUBLISH_QUEUE, build_queue, top_up
 from ingest.sources import FileSource
-from worker.queues import build_job_id
+from worker.queues import SERIALIZER, build_job_id
 
 ABI = "cp311"
 
@@ -115,3 +119,20 @@ def test_a_live_release_goes_to_the_front_of_a_full_queue(tmp_path, redis):
     follower.step()
     assert build_queue(redis, ABI).job_ids[0] == build_job_id("hot", "1.0", ABI)
     assert build_queue(redis, ABI).count == 3
+
+
+def test_deletions_and_yanks_reach_the_publisher(tmp_path, redis):
+    events = tmp_path / "events.jsonl"
+    rows = [("keep", "1.0", "new release"), ("keep", "1.0", "add source file keep-1.0.tar.gz"),
+            ("yanky", "1.0", "new release"), ("yanky", "1.0", "yank release"),
+            ("dropped", "1.0", "new release"), ("dropped", None, "remove project"),
+            ("trimmed", "1.0", "new release"), ("trimmed", "1.0", "remove file trimmed.tar.gz")]
+    events.write_text("".join(
+        json.dumps({"serial": 800_000 + i, "timestamp": 0, "name": n, "version": v,
+                    "action": a}) + "\n"
+        for i, (n, v, a) in enumerate(rows)))
+    conn = connect(tmp_path / "c.db")
+    Follower(conn, FileSource(events), redis=redis, abis=(ABI,)).run(until_caught_up=True)
+    publish = Queue(PUBLISH_QUEUE, connection=redis, serializer=SERIALIZER)
+    jobs = sorted(publish.fetch_job(j).args[0] for j in publish.job_ids)
+    assert jobs == ["dropped", "trimmed", "yanky"]
