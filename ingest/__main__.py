@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from ingest import catalogue, redis_server
 from ingest.dump import dumps
 from ingest.follower import STATUS_KEY, Follower, FollowStats
@@ -99,7 +101,11 @@ def cmd_status(args, config: settings.Settings) -> None:
             print(f"last run applied {status['rate']:,.0f} events/s")
     else:
         print("no events applied yet")
-    redis = connect(config.effective_redis_url, wait=2)
+    try:
+        redis = connect(config.effective_redis_url, wait=2)
+    except RedisConnectionError:
+        print(f"queues: Redis at {config.effective_redis_url} is not reachable")
+        return
     for abi in config.abis:
         print(f"queue build-{abi}: {build_queue(redis, abi).count} waiting")
 
@@ -186,7 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_dashboard)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args.func(args, settings.load())
+    config = settings.load()
+    try:
+        args.func(args, config)
+    except RedisConnectionError as error:
+        sys.exit(f"ingest {args.command}: cannot reach Redis at {config.effective_redis_url} "
+                 f"({error}); with no REDIS_URL, start `python -m ingest redis` first")
 
 
 if __name__ == "__main__":
