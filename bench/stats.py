@@ -46,7 +46,7 @@ BOTS = [
     "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
     "Go-http-client/1.1",
 ]
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 def installer_agent(rng: random.Random, name: str, version: str) -> str:
@@ -108,7 +108,8 @@ def generate(path: Path, lines: int, seed: int = 6) -> None:
             project = popular[i]
             roll = rng.random()
             if roll < 0.45:
-                target = f"/simple/{project}/{project.replace('-', '_')}-1.{i % 7}-cp311-cp311-linux_armv7l.whl"
+                wheel = f"{project.replace('-', '_')}-1.{i % 7}-cp311-cp311-linux_armv7l.whl"
+                target = f"/simple/{project}/{wheel}"
             elif roll < 0.90:
                 target = f"/simple/{project}/"
             elif roll < 0.95:
@@ -129,10 +130,10 @@ def run_ours(log: Path, db_path: Path) -> dict:
     from stats.store import open_db
 
     db = open_db(db_path)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = load_file(db, Parser(ClientHasher(b"k" * 32)), log)
-    return {"seconds": time.perf_counter() - started, "lines": result.lines,
-            "stored": result.stored}
+    return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
+            "lines": result.lines, "stored": result.stored}
 
 
 def run_baseline(log: Path, db_path: Path) -> dict:
@@ -147,7 +148,7 @@ def run_baseline(log: Path, db_path: Path) -> dict:
     db = open_db(db_path)
     hasher = ClientHasher(b"k" * 32)
     requests, agents = db["requests"], db["agents"]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     lines = stored = 0
     with log.open("rb") as handle:
         fingerprint(handle.readline())
@@ -169,7 +170,8 @@ def run_baseline(log: Path, db_path: Path) -> dict:
                              "status": entry.status, "bytes": entry.size,
                              "client": hasher(entry.host), "agent": agent.id})
             stored += 1
-    return {"seconds": time.perf_counter() - started, "lines": lines, "stored": stored}
+    return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
+            "lines": lines, "stored": stored}
 
 
 def child(kind: str, log: Path, db_path: Path, limit: int) -> None:
@@ -194,6 +196,7 @@ def measure(kind: str, log: Path, work: Path, limit: int) -> dict:
                          check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["rate"] = result["lines"] / result["seconds"]
+    result["cpu_rate"] = result["lines"] / result["cpu"]  # lines per CPU-second, all threads
     return result
 
 
@@ -220,15 +223,19 @@ def main() -> None:
             ours.append(measure("ours", log, work, args.baseline_lines))
             base.append(measure("baseline", log, work, args.baseline_lines))
             print(f"run {run + 1}: ours {ours[-1]['rate']:,.0f} lines/s "
-                  f"(peak RSS {ours[-1]['peak_rss_mib']:,.0f} MiB, "
-                  f"{ours[-1]['stored']:,} rows), baseline {base[-1]['rate']:,.0f} lines/s "
-                  f"(peak RSS {base[-1]['peak_rss_mib']:,.0f} MiB), "
+                  f"({ours[-1]['cpu_rate']:,.0f} per CPU-s, peak RSS "
+                  f"{ours[-1]['peak_rss_mib']:,.0f} MiB, {ours[-1]['stored']:,} rows), "
+                  f"baseline {base[-1]['rate']:,.0f} lines/s "
+                  f"({base[-1]['cpu_rate']:,.0f} per CPU-s, peak RSS "
+                  f"{base[-1]['peak_rss_mib']:,.0f} MiB), "
                   f"ratio {ours[-1]['rate'] / base[-1]['rate']:.1f}", flush=True)
         rate = statistics.median(r["rate"] for r in ours)
         base_rate = statistics.median(r["rate"] for r in base)
         rss = statistics.median(r["peak_rss_mib"] for r in ours)
-        print(f"median: ours {rate:,.0f} lines/s, peak RSS {rss:,.0f} MiB; "
-              f"baseline {base_rate:,.0f} lines/s; ratio {rate / base_rate:.1f}")
+        cpu_rate = statistics.median(r["cpu_rate"] for r in ours)
+        print(f"median: ours {rate:,.0f} lines/s ({cpu_rate:,.0f} per CPU-s), peak RSS "
+              f"{rss:,.0f} MiB; baseline {base_rate:,.0f} lines/s; "
+              f"ratio {rate / base_rate:.1f}")
 
 
 if __name__ == "__main__":

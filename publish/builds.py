@@ -15,7 +15,10 @@ class ReportedFile:
     filename: str
     size: int
     sha256: str
+    requires_python: str | None = None
     apt_dependencies: list[str] = field(default_factory=list)
+    apt_preinstalled: list[str] = field(default_factory=list)  # a subset of the above
+    unresolved_sonames: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,22 +51,37 @@ def record_build(conn: sqlite3.Connection, report: BuildReport, wheels: list[Whe
              report.duration, built_at, log_path),
         )
         for wheel in wheels:
-            file = reported[wheel.filename]
-            conn.execute(
-                "INSERT OR REPLACE INTO wheels (filename, project, version, builder_abi, "
-                "python_tag, abi_tag, platform_tag, size, sha256, requires_python, "
-                "metadata_sha256, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (wheel.filename, report.project, report.version, report.abi, wheel.python_tag,
-                 wheel.abi_tag, wheel.platform_tag, file.size, file.sha256,
-                 wheel.requires_python, hashlib.sha256(wheel.metadata).hexdigest(), built_at),
-            )
-            conn.execute("DELETE FROM dependencies WHERE filename = ?", (wheel.filename,))
-            conn.executemany(
-                "INSERT INTO dependencies (filename, tool, name) VALUES (?, ?, ?)",
-                [(wheel.filename, "pip", name) for name in wheel.requires_dist]
-                + [(wheel.filename, "apt", name) for name in sorted(set(file.apt_dependencies))],
-            )
+            _record_wheel(conn, report, wheel, reported[wheel.filename], built_at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _record_wheel(conn: sqlite3.Connection, report: BuildReport, wheel: WheelInfo,
+                  file: ReportedFile, built_at: str) -> None:
+    # A re-push of the same file keeps its first upload time, as an index should.
+    row = conn.execute("SELECT uploaded_at FROM wheels WHERE filename = ? AND sha256 = ?",
+                       (wheel.filename, file.sha256)).fetchone()
+    conn.execute(
+        "INSERT OR REPLACE INTO wheels (filename, project, version, builder_abi, "
+        "python_tag, abi_tag, platform_tag, size, sha256, requires_python, "
+        "metadata_sha256, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (wheel.filename, report.project, report.version, report.abi, wheel.python_tag,
+         wheel.abi_tag, wheel.platform_tag, file.size, file.sha256,
+         wheel.requires_python, hashlib.sha256(wheel.metadata).hexdigest(),
+         row[0] if row else built_at),
+    )
+    conn.execute("DELETE FROM dependencies WHERE filename = ?", (wheel.filename,))
+    conn.execute("DELETE FROM unresolved_sonames WHERE filename = ?", (wheel.filename,))
+    preinstalled = set(file.apt_preinstalled)
+    conn.executemany(
+        "INSERT INTO dependencies (filename, tool, name, preinstalled) VALUES (?, ?, ?, ?)",
+        [(wheel.filename, "pip", name, 0) for name in wheel.requires_dist]
+        + [(wheel.filename, "apt", name, int(name in preinstalled))
+           for name in sorted(set(file.apt_dependencies))],
+    )
+    conn.executemany(
+        "INSERT INTO unresolved_sonames (filename, soname) VALUES (?, ?)",
+        [(wheel.filename, soname) for soname in sorted(set(file.unresolved_sonames))],
+    )

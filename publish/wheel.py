@@ -11,9 +11,16 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-MAX_MEMBERS = 20_000
-MAX_EXPANDED = 2 * 1024**3  # bytes, all members together
 MAX_METADATA = 4 * 1024**2
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """How big a pushed wheel may be once opened; past these it is refused unread."""
+
+    members: int = 20_000
+    member_size: int = 1024**3  # bytes, any one member expanded
+    expanded: int = 2 * 1024**3  # bytes, all members together
 
 
 class BadWheel(ValueError):
@@ -55,7 +62,8 @@ def check_filename(filename: str, project: str, version: str) -> tuple[str, str,
     return python, abi, platform
 
 
-def inspect_wheel(path: Path, filename: str, project: str, version: str) -> WheelInfo:
+def inspect_wheel(path: Path, filename: str, project: str, version: str,
+                  limits: ZipLimits = ZipLimits()) -> WheelInfo:  # noqa: B008 - frozen
     """Check a wheel against the job it claims to answer and read its metadata."""
     python, abi, platform = check_filename(filename, project, version)
     try:
@@ -64,10 +72,16 @@ def inspect_wheel(path: Path, filename: str, project: str, version: str) -> Whee
         raise BadWheel(f"not a zip file: {error}") from None
     with archive:
         members = archive.infolist()
-        if len(members) > MAX_MEMBERS:
-            raise BadWheel(f"{len(members)} members (at most {MAX_MEMBERS})")
-        if sum(m.file_size for m in members) > MAX_EXPANDED:
-            raise BadWheel("expands to more than the limit")
+        if len(members) > limits.members:
+            raise BadWheel(f"{len(members)} members (at most {limits.members})")
+        for m in members:
+            if m.file_size > limits.member_size:
+                raise BadWheel(f"member {m.filename!r} expands past {limits.member_size} "
+                               "bytes")
+            if _unsafe_member(m.filename):
+                raise BadWheel(f"member name {m.filename!r} leaves the install directory")
+        if sum(m.file_size for m in members) > limits.expanded:
+            raise BadWheel(f"expands to more than {limits.expanded} bytes")
         metadata_names = [m for m in members if m.filename.count("/") == 1
                           and m.filename.endswith(".dist-info/METADATA")]
         if len(metadata_names) != 1:
@@ -94,6 +108,11 @@ def inspect_wheel(path: Path, filename: str, project: str, version: str) -> Whee
         requires_python=message.get("Requires-Python"),
         requires_dist=_plain_requirements(message.get_all("Requires-Dist") or []),
     )
+
+
+def _unsafe_member(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith("/") or ".." in parts or "\0" in name or ":" in parts[0]
 
 
 def _plain_requirements(lines: list[str]) -> list[str]:

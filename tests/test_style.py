@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 COMMANDS = {
     "ingest": ["replay", "follow", "schedule", "status", "dump", "redis", "dashboard"],
-    "worker": [],
-    "publish": ["intake", "serve", "worker", "write"],
-    "stats": [],
+    "worker": ["armhf-chroot"],
+    "publish": ["intake", "serve", "worker", "write", "screenshot"],
+    "stats": ["load", "follow", "health", "serve", "screenshot"],
 }
 
 

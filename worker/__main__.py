@@ -5,48 +5,54 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
-
-from rq import Queue, Worker
+import sys
 
 from worker import settings
-from worker.queues import SERIALIZER, AllowlistJob, build_queue_name, connect
-
-ABI_PROBE = "from pip._vendor.packaging import tags; print(next(iter(tags.sys_tags())).abi)"
+from worker.interpreter import InterpreterError, probe
 
 
-def interpreter_abi(python: str) -> str:
-    """Ask the build interpreter for its ABI tag: pip's own copy of packaging
-    is there even on an old Python that today's packaging no longer supports."""
-    out = subprocess.run([python, "-c", ABI_PROBE], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m worker",
         description="Run a build worker: pull jobs from build-<abi> and push wheels "
-        "to the intake. The ABI is read from the build interpreter.",
+        "to the intake. The ABI and platform are read from the build interpreter.",
     )
     parser.add_argument("--python", help="build interpreter (default WHEELWRIGHT_BUILD_PYTHON "
-                        "or the running one)")
+                        "or the running one), e.g. /usr/bin/python3.7 for cp37m")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    armhf = sub.add_parser(
+        "armhf-chroot", help="build in an emulated armhf Debian chroot (slow, opt-in)",
+        description="Set up (once) a Debian armhf chroot with debootstrap and "
+        "qemu-user-static, then run a worker inside it against this host's Redis "
+        "and intake, building real linux_armv7l wheels. Needs root.")
+    from worker.armhf import add_arguments
+
+    add_arguments(armhf)
     args = parser.parse_args(argv)
-    config = settings.load()
-    python = args.python or config.build_python
-    abi = interpreter_abi(python)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
-    logging.info("building %s wheels with %s", abi, python)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "armhf-chroot":
+        from worker.armhf import main as armhf_main
+
+        return armhf_main(args)
+    return run_worker(args)
+
+
+def run_worker(args: argparse.Namespace) -> int:
     if args.python:
-        # the job function reads its build interpreter from the settings
-        os.environ["WHEELWRIGHT_BUILD_PYTHON"] = python
-    conn = connect(config.effective_redis_url)
-    queue = Queue(build_queue_name(abi), connection=conn, serializer=SERIALIZER,
-                  job_class=AllowlistJob)
-    worker = Worker([queue], connection=conn, serializer=SERIALIZER, job_class=AllowlistJob,
-                    name=f"{config.worker_name}-{abi}")
-    worker.work(burst=args.burst, with_scheduler=False)
+        # The job functions read their build interpreter from the settings.
+        os.environ["WHEELWRIGHT_BUILD_PYTHON"] = args.python
+    config = settings.load()
+    try:
+        interpreter = probe(config.build_python)
+    except InterpreterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from worker.runner import run
+
+    run(config, interpreter, burst=args.burst)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,36 +1,32 @@
-"""Running `pip wheel` for one release, in a fresh directory, under a time limit."""
+"""Running `pip wheel` for one release: a fresh directory, a time limit that kills
+the whole build, a memory limit, and a log of bounded size."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
+import resource
 import signal
 import subprocess
-import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-LOG_LIMIT = 1024 * 1024  # bytes of build log kept; the rest is cut from the middle
+LOG_LIMIT = 1024 * 1024  # default bytes of build log kept
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass
-class WheelFile:
-    path: Path
-    filename: str
-    size: int
-    sha256: str
+class PipRun:
+    """What one `pip wheel` run left behind."""
 
-
-@dataclass
-class BuildResult:
-    project: str
-    version: str
-    abi: str
-    status: str  # "success" or "failed"
-    duration: float
+    returncode: int | None  # None when it was killed at the timeout
     log: str
-    files: list[WheelFile] = field(default_factory=list)
+    seconds: float
+    timed_out: bool = False
 
 
 def sha256_of(path: Path) -> str:
@@ -44,64 +40,101 @@ def sha256_of(path: Path) -> str:
 def pip_wheel_command(
     python: str, project: str, version: str, dest: Path, index_url: str | None
 ) -> list[str]:
+    # --use-pep517: without it a pip older than 23.1 (Buster's, Bookworm's) builds a
+    # project that has no pyproject.toml with `setup.py bdist_wheel` in the build
+    # interpreter's own site-packages, and fails where `wheel` is not installed there.
     command = [
         python, "-m", "pip", "wheel", f"{project}=={version}",
         "--no-deps", f"--no-binary={project}", "--prefer-binary", "--no-cache-dir",
-        "--disable-pip-version-check", "--wheel-dir", str(dest),
+        "--use-pep517", "--disable-pip-version-check", "--no-input", "--wheel-dir", str(dest),
     ]
     if index_url:
         command += ["--index-url", index_url]
     return command
 
 
-def _cap(log: bytes) -> str:
-    if len(log) > LOG_LIMIT:
-        half = LOG_LIMIT // 2
-        log = log[:half] + b"\n[... log cut ...]\n" + log[-half:]
-    return log.decode("utf-8", "replace")
+class CappedLog:
+    """Keeps the first and last `limit / 2` bytes of a stream, however long it runs:
+    a build printing without end must not exhaust the worker's memory."""
+
+    def __init__(self, limit: int):
+        self.half = max(limit // 2, 1)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.cut = 0
+
+    def write(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        self.tail += chunk
+        if len(self.tail) > self.half:
+            excess = len(self.tail) - self.half
+            del self.tail[:excess]
+            self.cut += excess
+
+    def text(self) -> str:
+        middle = f"\n[... {self.cut} bytes of log cut ...]\n".encode() if self.cut else b""
+        return bytes(self.head + middle + self.tail).decode("utf-8", "replace")
 
 
-def run_pip_wheel(command: list[str], cwd: Path, timeout: float) -> tuple[int | None, bytes]:
-    """Run pip in a process group of its own so that a timeout kills all of it
-    (pip, the build backend, compilers). Returns (exit code or None, output)."""
-    env = dict(os.environ, GIT_ALLOW_PROTOCOL="file", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, output
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        return None, output + f"\n[build killed after {timeout:.0f} s]\n".encode()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _limits(memory_mb: int):
+    """The child's setup before exec: die with the worker, and cap address space."""
+
+    def apply() -> None:
+        # If the work horse is killed outright, pip goes too rather than build on unseen.
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if memory_mb > 0:
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
 
 
-def build_release(
-    project: str, version: str, abi: str, *, python: str, index_url: str | None,
-    timeout: float, workdir: Path,
-) -> BuildResult:
-    """Build one release into `workdir`, which the caller owns and removes."""
-    dest = workdir / "wheels"
-    dest.mkdir()
+def build_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GIT_ALLOW_PROTOCOL="file", PYTHONUNBUFFERED="1", PIP_NO_INPUT="1")
+    env.update(extra or {})
+    return env
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def run_pip_wheel(command: list[str], cwd: Path, *, timeout: float, memory_mb: int = 0,
+                  log_limit: int = LOG_LIMIT) -> PipRun:
+    """Run pip in a session of its own, so that the timeout (or anything that ends
+    the job early) kills all of it: pip, the build backend, compilers."""
     started = time.monotonic()
-    command = pip_wheel_command(python, project, version, dest, index_url)
-    code, output = run_pip_wheel(command, workdir, timeout)
-    files = [
-        WheelFile(path=p, filename=p.name, size=p.stat().st_size, sha256=sha256_of(p))
-        for p in sorted(dest.glob("*.whl"))
-    ]
-    status = "success" if code == 0 and files else "failed"
-    return BuildResult(
-        project=project, version=version, abi=abi, status=status,
-        duration=time.monotonic() - started, log=_cap(output), files=files,
+    log = CappedLog(log_limit)
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=build_environment(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_limits(memory_mb),  # safe: rq's work horse runs a single thread
     )
+    reader = threading.Thread(target=_drain, args=(proc.stdout, log), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        # Also reaps whatever the build left running in the background.
+        _kill_group(proc.pid)
+        proc.wait()
+        reader.join(10)
+    if timed_out:
+        log.write(f"\n[build killed after {timeout:g} s]\n".encode())
+    return PipRun(returncode=None if timed_out else proc.returncode, log=log.text(),
+                  seconds=time.monotonic() - started, timed_out=timed_out)
 
 
-def temporary_workdir() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="wheelwright-build-")
+def _drain(stream, log: CappedLog) -> None:
+    with stream:
+        while chunk := stream.read1(65536):
+            log.write(chunk)

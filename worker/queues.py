@@ -55,4 +55,27 @@ class AllowlistJob(Job):
     def func(self):
         if self.func_name not in self.ALLOWED:
             raise PermissionError(f"job function {self.func_name!r} is not allowlisted")
+        if self.instance is not None:
+            raise PermissionError("jobs call module functions, not methods of an instance")
+        named = [n for n in self._callback_names() if n]
+        if named:
+            raise PermissionError(f"job callbacks {named!r} are not allowlisted")
         return super().func
+
+    def _callback_names(self) -> list[str | None]:
+        return [getattr(self, f"_{kind}_callback_name", None)
+                for kind in ("success", "failure", "stopped")]
+
+    # rq imports a job's callbacks by name too, even for a job it refused to run:
+    # none is ever imported here.
+    @property
+    def success_callback(self):
+        return None
+
+    @property
+    def failure_callback(self):
+        return None
+
+    @property
+    def stopped_callback(self):
+        return None

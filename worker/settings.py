@@ -28,6 +28,8 @@ Each setting: environment variable (default) meaning.
       the index's public address, written into project JSON (file_url, piwheels_url)
   WHEELWRIGHT_INTAKE (127.0.0.1:8081)
       where `publish intake` listens
+  WHEELWRIGHT_STATS_WEB (127.0.0.1:8001)
+      where `stats serve` (Datasette over stats.db) listens
   WHEELWRIGHT_INTAKE_URL (http://127.0.0.1:8081/)
       where workers push builds
   WHEELWRIGHT_WORKER_TOKENS (unset: one local worker, token in DATA/secrets/)
@@ -67,7 +69,8 @@ Each setting: environment variable (default) meaning.
       seconds between a worker's sweeps of rq's registries; a sweep fails the
       abandoned jobs. A job whose worker died unseen (power cut, SIGKILL) is thus
       failed within HEARTBEAT_INTERVAL + ABANDON_GRACE + MAINTENANCE_INTERVAL
-      seconds of its last heartbeat, as long as any worker serves its queue
+      seconds of its last heartbeat, once an idle worker serves its queue (a busy
+      worker sweeps between jobs)
   WHEELWRIGHT_HEALTH_INTERVAL (30)
       worker side: seconds between health reports (key TTL 120 s)
   WHEELWRIGHT_ARM_DIR (DATA/armhf)
@@ -131,6 +134,7 @@ class Settings:
     arm_dir: Path | None = None
     arm_mirror: str | None = None
     public_url_value: str | None = None
+    stats_bind: tuple[str, int] = ("127.0.0.1", 8001)
     worker_tokens_spec: str | None = field(default=None, repr=False)
     worker_token_value: str | None = field(default=None, repr=False)
 
@@ -235,6 +239,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         arm_dir=Path(env["WHEELWRIGHT_ARM_DIR"]) if env.get("WHEELWRIGHT_ARM_DIR") else None,
         arm_mirror=env.get("WHEELWRIGHT_ARM_MIRROR") or None,
         public_url_value=env.get("WHEELWRIGHT_PUBLIC_URL") or None,
+        stats_bind=_split_bind(env.get("WHEELWRIGHT_STATS_WEB", "127.0.0.1:8001")),
         worker_tokens_spec=env.get("WHEELWRIGHT_WORKER_TOKENS") or None,
         worker_token_value=env.get("WHEELWRIGHT_WORKER_TOKEN") or None,
     )

@@ -1,0 +1,232 @@
+"""What the catalogue says about a project, read into records the pages are made from.
+
+One project is read with a handful of keyed queries (incremental publishing); every
+project is read by walking the same queries in name order side by side (a full
+rebuild), so both paths build the same records."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from packaging.version import InvalidVersion, Version
+
+# A name PyPI accepts, once canonical; anything else never becomes a path or a page.
+VALID_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+
+
+def is_valid_name(name: str) -> bool:
+    return len(name) <= 200 and bool(VALID_NAME.match(name)) and "--" not in name
+
+
+@dataclass
+class Wheel:
+    filename: str
+    version: str
+    builder_abi: str
+    python_tag: str
+    abi_tag: str
+    platform_tag: str
+    size: int
+    sha256: str
+    requires_python: str | None
+    metadata_sha256: str | None
+    uploaded_at: str
+    apt: list[str] = field(default_factory=list)  # still to install on the target
+    apt_preinstalled: list[str] = field(default_factory=list)
+    pip: list[str] = field(default_factory=list)
+    unresolved_sonames: list[str] = field(default_factory=list)
+    alias_of: str | None = None  # set on an armv6l name listed for an armv7l file
+
+
+@dataclass
+class Build:
+    version: str
+    abi: str
+    status: str  # success or failed
+    duration: float | None
+    built_at: str
+    log_path: str | None
+
+
+@dataclass
+class Release:
+    version: str
+    released: str | None
+    requires_python: str | None
+    yank_reason: str | None
+    skip_reason: str | None
+    yanked: bool
+    has_source: bool = False
+    wheels: list[Wheel] = field(default_factory=list)
+    builds: dict[str, Build] = field(default_factory=dict)
+
+    @property
+    def prerelease(self) -> bool:
+        parsed = parse_version(self.version)
+        return parsed is not None and parsed.is_prerelease
+
+
+@dataclass
+class Project:
+    name: str
+    display_name: str
+    summary: str | None
+    skip_reason: str | None
+    releases: list[Release] = field(default_factory=list)  # newest first
+    orphan_wheels: list[Wheel] = field(default_factory=list)  # of releases no longer live
+    orphan_builds: list[Build] = field(default_factory=list)
+
+    def wheels(self) -> list[Wheel]:
+        return [w for r in self.releases for w in r.wheels]
+
+
+@lru_cache(maxsize=65536)
+def parse_version(version: str) -> Version | None:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return None
+
+
+def sort_releases(releases: list[Release]) -> list[Release]:
+    """Newest first; versions PEP 440 cannot order go last, in plain string order."""
+    valid = sorted((r for r in releases if parse_version(r.version) is not None),
+                   key=lambda r: parse_version(r.version), reverse=True)
+    invalid = sorted((r for r in releases if parse_version(r.version) is None),
+                     key=lambda r: r.version)
+    return valid + invalid
+
+
+# Each query yields rows whose first column is the project; {where} picks one
+# project, a range of names, or every row, and rows come in name order.
+QUERIES = {
+    "projects": "SELECT name, display_name, summary, skip_reason FROM live_projects "
+                "WHERE {where} ORDER BY name",
+    "versions": "SELECT project, version, released, requires_python, yank_reason, "
+                "skip_reason, yanked FROM live_versions WHERE {where} ORDER BY project, version",
+    "sources": "SELECT DISTINCT project, version FROM live_files "
+               "WHERE {where} AND kind = 'source' ORDER BY project",
+    "builds": "SELECT project, version, abi, status, duration, built_at, log_path "
+              "FROM builds WHERE {where} ORDER BY project, version, abi",
+    "wheels": "SELECT project, filename, version, builder_abi, python_tag, abi_tag, "
+              "platform_tag, size, sha256, requires_python, metadata_sha256, uploaded_at "
+              "FROM wheels WHERE {where} ORDER BY project, filename",
+    "dependencies": "SELECT w.project, d.filename, d.tool, d.name, d.preinstalled "
+                    "FROM wheels w JOIN dependencies d ON d.filename = w.filename "
+                    "WHERE {where} ORDER BY w.project",
+    "sonames": "SELECT w.project, s.filename, s.soname FROM wheels w "
+               "JOIN unresolved_sonames s ON s.filename = w.filename "
+               "WHERE {where} ORDER BY w.project",
+}
+KEY_COLUMN = {"projects": "name", "dependencies": "w.project", "sonames": "w.project"}
+
+
+def _query(table: str, where: str) -> str:
+    """where: "one" (key = ?), "from" (key >= ?), "before" (key < ?), "range" (both),
+    or "all"."""
+    key = KEY_COLUMN.get(table, "project")
+    condition = {"one": f"{key} = ?", "from": f"{key} >= ?", "before": f"{key} < ?",
+                 "range": f"{key} >= ? AND {key} < ?", "all": "1"}[where]
+    return QUERIES[table].format(where=condition)
+
+
+def load_project(conn: sqlite3.Connection, name: str) -> Project | None:
+    """The live project `name` with its releases, builds and wheels; None if it is not
+    live. Wheels and builds of releases that are gone come back as orphans."""
+    rows = {table: conn.execute(_query(table, "one"), (name,)).fetchall()
+            for table in QUERIES}
+    if not rows["projects"]:
+        return None
+    return _assemble(rows["projects"][0], rows)
+
+
+def load_all(conn: sqlite3.Connection, first: str | None = None, last: str | None = None
+             ) -> Iterator[Project]:
+    """Every live project in name order (those from `first` and before `last`, when
+    given), each read once: the full rebuild's path."""
+    where, args = "all", ()
+    if first is not None and last is not None:
+        where, args = "range", (first, last)
+    elif first is not None:
+        where, args = "from", (first,)
+    elif last is not None:
+        where, args = "before", (last,)
+    cursors = {table: _Groups(conn.execute(_query(table, where), args))
+               for table in QUERIES if table != "projects"}
+    for project in conn.execute(_query("projects", where), args):
+        rows = {table: groups.take(project[0]) for table, groups in cursors.items()}
+        yield _assemble(project, rows)
+
+
+def orphans_of_dead_project(conn: sqlite3.Connection, name: str) -> Project:
+    """Everything we built for a project that is no longer live, as orphans."""
+    rows = {table: conn.execute(_query(table, "one"), (name,)).fetchall()
+            for table in QUERIES if table != "projects"}
+    project = _assemble((name, name, None, None), {**rows, "versions": [], "sources": []})
+    return project
+
+
+class _Groups:
+    """Rows of a cursor ordered by project, handed out one project at a time."""
+
+    def __init__(self, cursor: sqlite3.Cursor):
+        self.rows = iter(cursor)
+        self.head = next(self.rows, None)
+
+    def take(self, project: str) -> list:
+        taken = []
+        while self.head is not None and self.head[0] < project:
+            self.head = next(self.rows, None)
+        while self.head is not None and self.head[0] == project:
+            taken.append(self.head)
+            self.head = next(self.rows, None)
+        return taken
+
+
+def _assemble(project_row, rows: dict[str, list]) -> Project:
+    project = Project(name=project_row[0], display_name=project_row[1],
+                      summary=project_row[2], skip_reason=project_row[3])
+    releases = {
+        r[1]: Release(version=r[1], released=r[2], requires_python=r[3], yank_reason=r[4],
+                      skip_reason=r[5], yanked=bool(r[6]))
+        for r in rows["versions"]
+    }
+    for r in rows["sources"]:
+        if r[1] in releases:
+            releases[r[1]].has_source = True
+    for r in rows["builds"]:
+        build = Build(version=r[1], abi=r[2], status=r[3], duration=r[4], built_at=r[5],
+                      log_path=r[6])
+        if build.version in releases:
+            releases[build.version].builds[build.abi] = build
+        else:
+            project.orphan_builds.append(build)
+    wheels = {}
+    for r in rows["wheels"]:
+        wheel = Wheel(filename=r[1], version=r[2], builder_abi=r[3], python_tag=r[4],
+                      abi_tag=r[5], platform_tag=r[6], size=r[7], sha256=r[8],
+                      requires_python=r[9], metadata_sha256=r[10], uploaded_at=r[11])
+        wheels[wheel.filename] = wheel
+        if wheel.version in releases:
+            releases[wheel.version].wheels.append(wheel)
+        else:
+            project.orphan_wheels.append(wheel)
+    for _project, filename, tool, name, preinstalled in rows["dependencies"]:
+        wheel = wheels[filename]
+        if tool == "pip":
+            wheel.pip.append(name)
+        elif preinstalled:
+            wheel.apt_preinstalled.append(name)
+        else:
+            wheel.apt.append(name)
+    for _project, filename, soname in rows["sonames"]:
+        wheels[filename].unresolved_sonames.append(soname)
+    for wheel in wheels.values():
+        for names in (wheel.apt, wheel.apt_preinstalled, wheel.pip, wheel.unresolved_sonames):
+            names.sort()
+    project.releases = sort_releases(list(releases.values()))
+    return project

@@ -1,0 +1,234 @@
+"""`python -m worker armhf-chroot`: a real 32-bit ARM build on a non-ARM host.
+
+A Debian armhf chroot made by debootstrap runs under qemu-user-static through
+binfmt_misc: its python3 builds real linux_armv7l wheels, and its dpkg names
+armhf packages. A worker runs inside it against this host's Redis and intake
+(the chroot shares the host's network; a unix-socket Redis and a file:// build
+index are bind-mounted at the same paths). Setting up takes minutes and about
+450 MB; it is done once, then each run starts at once."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from worker import settings
+
+PACKAGE = Path(__file__).resolve().parent
+INCLUDE = "python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates"
+HOST_TOOLS = {"debootstrap": "debootstrap", "qemu-arm-static": "qemu-user-static",
+              "update-binfmts": "binfmt-support"}
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+READY = "etc/wheelwright-ready"
+VENV = "/opt/wheelwright/venv"
+CODE = "/opt/wheelwright/code"
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, help="where the chroot lives "
+                        "(default WHEELWRIGHT_ARM_DIR or DATA/armhf)")
+    parser.add_argument("--suite", default="bookworm",
+                        help="Debian release to install (default bookworm: cp311)")
+    parser.add_argument("--mirror", help="Debian mirror (default WHEELWRIGHT_ARM_MIRROR "
+                        "or the first Debian source of this host's apt)")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="set the chroot up and stop, running no worker")
+    parser.add_argument("--burst", action="store_true",
+                        help="the worker exits when its queue is empty")
+
+
+def say(message: str) -> None:
+    print(f"armhf-chroot: {message}", flush=True)
+
+
+def host_mirror(sources: Path = Path("/etc/apt")) -> str | None:
+    """The first Debian archive this host's apt uses (deb822 or one-line format)."""
+    files = sorted(sources.glob("sources.list.d/*.sources")) + [sources / "sources.list"]
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for match in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
+            url = match.group(1)
+            if url.rstrip("/").endswith("/debian"):
+                return url
+    return None
+
+
+def run(command: list[str], **kwargs) -> None:
+    subprocess.run(command, check=True, **kwargs)
+
+
+def ensure_host_tools() -> None:
+    """qemu-user-static, binfmt-support and debootstrap, and the arm binfmt on."""
+    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        say(f"installing {' '.join(missing)} with apt-get")
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", *missing],
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if not (BINFMT / "status").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)])
+    if not (BINFMT / "qemu-arm").exists():
+        run(["update-binfmts", "--enable", "qemu-arm"])
+    if not (BINFMT / "qemu-arm").exists():
+        raise SystemExit("error: binfmt_misc has no qemu-arm entry; is qemu-user-static "
+                         "installed and binfmt_misc available in this kernel?")
+
+
+def chroot_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for commands in the chroot: none of the host's pip
+    configuration (its find-links and file:// indexes do not exist in there)."""
+    env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "PIP_CONFIG_FILE": "/dev/null",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"}
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "http_proxy", "https_proxy",
+                 "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        value = os.environ.get(name)
+        if value and not value.startswith("file:"):
+            env[name] = value
+    env.update(extra or {})
+    return env
+
+
+def in_chroot(root: Path, command: list[str], env: dict[str, str] | None = None,
+              check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["chroot", str(root), *command], env=chroot_env(env), check=check)
+
+
+def install_ca_certificates(root: Path) -> None:
+    """The host's locally added CAs, so that TLS from inside works as it does outside."""
+    local = Path("/usr/local/share/ca-certificates")
+    target = root / "usr/local/share/ca-certificates"
+    target.mkdir(parents=True, exist_ok=True)
+    if local.is_dir():
+        for cert in local.rglob("*.crt"):
+            shutil.copy2(cert, target / cert.name)
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.is_file():
+        shutil.copy2(bundle, target / "host-bundle.crt")
+    in_chroot(root, ["update-ca-certificates"])
+
+
+def copy_code(root: Path) -> Path:
+    """This checkout's worker package, fresh at every run."""
+    target = root / CODE.lstrip("/") / "worker"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def setup(root: Path, suite: str, mirror: str) -> None:
+    if (root / READY).exists():
+        say(f"chroot ready at {root}")
+        return
+    started = time.monotonic()
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "usr/bin/python3").exists():
+        say(f"debootstrap {suite} armhf from {mirror} into {root} (several minutes)")
+        run(["debootstrap", "--arch=armhf", "--variant=minbase", f"--include={INCLUDE}",
+             suite, str(root), mirror])
+    shutil.copy2("/etc/resolv.conf", root / "etc/resolv.conf")
+    say("installing the host's CA certificates")
+    install_ca_certificates(root)
+    copy_code(root)
+    with mounted(root, []):
+        say("creating the worker's virtualenv and installing worker/requirements.txt")
+        in_chroot(root, ["python3", "-m", "venv", VENV])
+        in_chroot(root, [f"{VENV}/bin/pip", "install", "--no-cache-dir", "-r",
+                         f"{CODE}/worker/requirements.txt"],
+                  env={"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"})
+    (root / READY).write_text(f"{suite}\n")
+    say(f"chroot set up in {time.monotonic() - started:.0f} s")
+
+
+def _mount_point(root: Path, path: Path) -> Path:
+    target = root / str(path).lstrip("/")
+    if path.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@contextlib.contextmanager
+def mounted(root: Path, binds: list[Path]) -> Iterator[None]:
+    """/proc, and each of `binds` at the same path inside, for the duration."""
+    done: list[Path] = []
+    try:
+        proc = root / "proc"
+        if not os.path.ismount(proc):
+            run(["mount", "-t", "proc", "proc", str(proc)])
+            done.append(proc)
+        for path in binds:
+            target = _mount_point(root, path)
+            run(["mount", "--bind", str(path), str(target)])
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def shared_paths(config: settings.Settings) -> list[Path]:
+    """Host directories the worker inside needs: a unix-socket Redis, a file:// index."""
+    paths = []
+    redis = urlparse(config.effective_redis_url)
+    if redis.scheme == "unix":
+        paths.append(Path(redis.path).parent)
+    if config.build_index_url and config.build_index_url.startswith("file:"):
+        paths.append(Path(unquote(urlparse(config.build_index_url).path)))
+    return paths
+
+
+def worker_env(config: settings.Settings) -> dict[str, str]:
+    """The host's wheelwright settings, as the worker inside must see them."""
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith("WHEELWRIGHT_") and k not in
+           ("WHEELWRIGHT_DATA", "WHEELWRIGHT_BUILD_PYTHON", "WHEELWRIGHT_BUILD_DIR",
+            "WHEELWRIGHT_PREINSTALLED", "WHEELWRIGHT_ARM_DIR")}
+    env.update({
+        "REDIS_URL": config.effective_redis_url,
+        "WHEELWRIGHT_DATA": "/opt/wheelwright/var",
+        "WHEELWRIGHT_WORKER_NAME": f"{config.worker_name}-armhf",
+        "WHEELWRIGHT_WORKER_TOKEN": config.worker_token,
+        "WHEELWRIGHT_INTAKE_URL": config.intake_url,
+        "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+        "PYTHONPATH": CODE,
+    })
+    return env
+
+
+def default_root(config: settings.Settings) -> Path:
+    return config.arm_dir or config.data_dir / "armhf"
+
+
+def main(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("error: armhf-chroot needs root (debootstrap, chroot, mount)", file=sys.stderr)
+        return 2
+    config = settings.load()
+    root = (args.root or default_root(config)).resolve()
+    mirror = args.mirror or config.arm_mirror or host_mirror()
+    if not mirror:
+        print("error: no Debian mirror: give --mirror or WHEELWRIGHT_ARM_MIRROR",
+              file=sys.stderr)
+        return 2
+    ensure_host_tools()
+    setup(root, args.suite, mirror)
+    if args.setup_only:
+        return 0
+    copy_code(root)
+    command = [f"{VENV}/bin/python", "-m", "worker"] + (["--burst"] if args.burst else [])
+    say(f"running the worker inside: {' '.join(command)}")
+    with mounted(root, shared_paths(config)):
+        done = in_chroot(root, ["sh", "-c", f'cd {CODE} && exec "$@"', "sh", *command],
+                         env=worker_env(config), check=False)
+    return done.returncode
