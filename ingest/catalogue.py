@@ -81,8 +81,18 @@ MIGRATIONS: list[str] = [
         duration  REAL,
         built_at  TEXT NOT NULL,
         log_path  TEXT,                 -- relative to www/
+        -- the release's newest removal when it was built: a build of a release
+        -- since deleted and re-created under the same number is not its build
+        barrier_key INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (project, version, abi)
     ) WITHOUT ROWID;
+    CREATE TRIGGER builds_barrier AFTER INSERT ON builds BEGIN
+        UPDATE builds SET barrier_key = COALESCE((
+            SELECT MAX(v.removed_key, p.deleted_key) FROM versions v
+            JOIN projects p ON p.name = v.project
+            WHERE v.project = NEW.project AND v.version = NEW.version), 0)
+        WHERE project = NEW.project AND version = NEW.version AND abi = NEW.abi;
+    END;
     CREATE TABLE wheels (
         filename        TEXT PRIMARY KEY,
         project         TEXT NOT NULL,
@@ -117,6 +127,11 @@ MIGRATIONS: list[str] = [
         SELECT v.*, (v.yank_key > MAX(v.unyank_key, v.removed_key, p.deleted_key)) AS yanked
         FROM versions v JOIN projects p ON p.name = v.project
         WHERE v.seen_key > MAX(v.removed_key, p.deleted_key);
+    CREATE VIEW live_builds AS
+        SELECT b.* FROM builds b
+        JOIN versions v ON v.project = b.project AND v.version = b.version
+        JOIN projects p ON p.name = b.project
+        WHERE b.barrier_key = MAX(v.removed_key, p.deleted_key);
     CREATE VIEW live_files AS
         SELECT f.* FROM files f
         JOIN versions v ON v.project = f.project AND v.version = f.version

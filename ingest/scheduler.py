@@ -33,14 +33,15 @@ PI_PYTHONS = {"cp34m": "3.4.2", "cp35m": "3.5.3", "cp37m": "3.7.3", "cp39": "3.9
               "cp311": "3.11.2", "cp313": "3.13.5"}
 
 CANDIDATES = """
-SELECT v.project, v.version, v.requires_python
+SELECT v.project, v.version, v.requires_python,
+       MAX(v.removed_key, p.deleted_key) AS incarnation
 FROM live_versions v
 JOIN live_projects p ON p.name = v.project
 WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
   AND (v.metadata_state IS NOT NULL OR :metadata = 0)
   AND EXISTS (SELECT 1 FROM live_files f
               WHERE f.project = v.project AND f.version = v.version AND f.kind = 'source')
-  AND NOT EXISTS (SELECT 1 FROM builds b
+  AND NOT EXISTS (SELECT 1 FROM live_builds b
                   WHERE b.project = v.project AND b.version = v.version AND b.abi = :abi)
   AND NOT EXISTS (SELECT 1 FROM skips s
                   WHERE s.project = v.project AND s.version = v.version AND s.abi = :abi)
@@ -110,19 +111,19 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
             _record_skips(catalogue, ruled_out)
             result.skipped += len(ruled_out)
             offset -= len(ruled_out)  # they no longer match the query
-        buildable = [(r[0], r[1]) for r in rows if admits(r[2], abi)]
+        buildable = [(r[0], r[1], r[3]) for r in rows if admits(r[2], abi)]
         unqueued = _without_jobs(redis, buildable, abi)[:wanted]
         if fresh is not None:
             unqueued.reverse()  # pushed one by one at the front: the newest ends up first
         jobs = [
             Queue.prepare_data(
                 BUILD_FUNCTION, args=(project, version, abi),
-                job_id=build_job_id(project, version, abi),
+                job_id=build_job_id(project, version, abi, incarnation),
                 description=f"build {project}=={version} for {abi}",
                 timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
                 at_front=fresh is not None,
             )
-            for project, version in unqueued
+            for project, version, incarnation in unqueued
         ]
         if jobs:
             queue.enqueue_many(jobs)
@@ -148,12 +149,12 @@ def drain(redis: Redis, abi: str) -> int:
     return count
 
 
-def _without_jobs(redis: Redis, releases: list[tuple[str, str]], abi: str
-                  ) -> list[tuple[str, str]]:
+def _without_jobs(redis: Redis, releases: list[tuple[str, str, int]], abi: str
+                  ) -> list[tuple[str, str, int]]:
     """The releases that have no rq job (of any status) for this ABI."""
     pipe = redis.pipeline(transaction=False)
-    for project, version in releases:
-        pipe.exists(f"rq:job:{build_job_id(project, version, abi)}")
+    for project, version, incarnation in releases:
+        pipe.exists(f"rq:job:{build_job_id(project, version, abi, incarnation)}")
     return [release for release, exists in zip(releases, pipe.execute(), strict=True)
             if not exists]
 

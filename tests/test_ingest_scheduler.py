@@ -136,3 +136,19 @@ def test_deletions_and_yanks_reach_the_publisher(tmp_path, redis):
     publish = Queue(PUBLISH_QUEUE, connection=redis, serializer=SERIALIZER)
     jobs = sorted(publish.fetch_job(j).args[0] for j in publish.job_ids)
     assert jobs == ["dropped", "trimmed", "yanky"]
+
+
+def test_a_release_deleted_and_released_again_is_built_again(tmp_path, redis):
+    conn = catalogue(tmp_path, release("phoenix", "1.0"))
+    top_up(conn, redis, ABI, depth=10, job_timeout=600)  # its job stays in Redis a while
+    record_build(conn, "phoenix", "1.0")
+    events = [Event(710_000 + i, 0, name, version, action) for i, (name, version, action) in
+              enumerate([("phoenix", None, "remove project"), ("Phoenix", None, "create"),
+                         *release("Phoenix", "1.0")])]
+    conn.execute("BEGIN")
+    apply_batch(conn, batch_of(events))
+    conn.execute("COMMIT")
+    redis.delete(build_queue(redis, ABI).key)  # as if a worker had taken the old job
+    assert top_up(conn, redis, ABI, depth=10, job_timeout=600).queued == 1
+    [job_id] = build_queue(redis, ABI).job_ids
+    assert job_id != build_job_id("phoenix", "1.0", ABI)

@@ -19,11 +19,12 @@ def build_queue_name(abi: str) -> str:
     return f"build-{abi}"
 
 
-def build_job_id(project: str, version: str, abi: str) -> str:
+def build_job_id(project: str, version: str, abi: str, incarnation: int = 0) -> str:
     """A deterministic rq job id: rq allows only [A-Za-z0-9_-] in ids, and
-    versions carry dots, pluses and bangs, so the pair is hashed."""
-    digest = hashlib.sha256(f"{project}\0{version}\0{abi}".encode()).hexdigest()[:32]
-    return f"build-{abi}-{digest}"
+    versions carry dots, pluses and bangs, so the names are hashed. `incarnation`
+    tells apart a release deleted and released again under the same number."""
+    key = f"{project}\0{version}\0{abi}" + (f"\0{incarnation}" if incarnation else "")
+    return f"build-{abi}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 def connect(url: str, wait: float = 30.0) -> Redis:
