@@ -68,7 +68,8 @@ def generate(conn, projects: int) -> None:
                      "requires_python) VALUES (?, ?, ?, ?, ?)", rows["versions"])
     conn.executemany("INSERT INTO files (project, version, filename, kind, seen_key) "
                      "VALUES (?, ?, ?, ?, ?)", rows["files"])
-    conn.executemany("INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["builds"])
+    conn.executemany("INSERT INTO builds (project, version, abi, status, worker, duration, "
+                     "built_at, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["builds"])
     conn.executemany("INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      rows["wheels"])
     conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?, ?)", rows["dependencies"])

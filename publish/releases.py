@@ -110,8 +110,13 @@ QUERIES = {
                 "skip_reason, yanked FROM live_versions WHERE {where} ORDER BY project, version",
     "sources": "SELECT DISTINCT project, version FROM live_files "
                "WHERE {where} AND kind = 'source' ORDER BY project",
-    "builds": "SELECT project, version, abi, status, duration, built_at, log_path "
-              "FROM builds WHERE {where} ORDER BY project, version, abi",
+    # A build of an earlier incarnation of a release (deleted, then released again
+    # under the same number) is not a build of the live one: it comes back not live.
+    "builds": "SELECT b.project, b.version, b.abi, b.status, b.duration, b.built_at, "
+              "b.log_path, b.barrier_key = MAX(v.removed_key, p.deleted_key) "
+              "FROM builds b JOIN versions v ON v.project = b.project "
+              "AND v.version = b.version JOIN projects p ON p.name = b.project "
+              "WHERE {where} ORDER BY b.project, b.version, b.abi",
     "wheels": "SELECT project, filename, version, builder_abi, python_tag, abi_tag, "
               "platform_tag, size, sha256, requires_python, metadata_sha256, uploaded_at "
               "FROM wheels WHERE {where} ORDER BY project, filename",
@@ -122,7 +127,8 @@ QUERIES = {
                "JOIN unresolved_sonames s ON s.filename = w.filename "
                "WHERE {where} ORDER BY w.project",
 }
-KEY_COLUMN = {"projects": "name", "dependencies": "w.project", "sonames": "w.project"}
+KEY_COLUMN = {"projects": "name", "dependencies": "w.project", "sonames": "w.project",
+              "builds": "b.project"}
 
 
 def _query(table: str, where: str) -> str:
@@ -198,20 +204,22 @@ def _assemble(project_row, rows: dict[str, list]) -> Project:
     for r in rows["sources"]:
         if r[1] in releases:
             releases[r[1]].has_source = True
+    stale = set()
     for r in rows["builds"]:
         build = Build(version=r[1], abi=r[2], status=r[3], duration=r[4], built_at=r[5],
                       log_path=r[6])
-        if build.version in releases:
+        if build.version in releases and r[7]:
             releases[build.version].builds[build.abi] = build
         else:
             project.orphan_builds.append(build)
+            stale.add((build.version, build.abi))
     wheels = {}
     for r in rows["wheels"]:
         wheel = Wheel(filename=r[1], version=r[2], builder_abi=r[3], python_tag=r[4],
                       abi_tag=r[5], platform_tag=r[6], size=r[7], sha256=r[8],
                       requires_python=r[9], metadata_sha256=r[10], uploaded_at=r[11])
         wheels[wheel.filename] = wheel
-        if wheel.version in releases:
+        if wheel.version in releases and (wheel.version, wheel.builder_abi) not in stale:
             releases[wheel.version].wheels.append(wheel)
         else:
             project.orphan_wheels.append(wheel)

@@ -116,7 +116,8 @@ def add_builds(conn: sqlite3.Connection, www: Path, builds=BUILDS) -> None:
                                              mtime=0))
         else:
             log_path = None
-        conn.execute("INSERT INTO builds VALUES (?, ?, ?, ?, 'pi-1', 12.5, ?, ?)",
+        conn.execute("INSERT INTO builds (project, version, abi, status, worker, duration, "
+                     "built_at, log_path) VALUES (?, ?, ?, ?, 'pi-1', 12.5, ?, ?)",
                      (project, version, abi, status, built_at, log_path))
         for filename, requires_python, apt, preinstalled, pip, unresolved in files:
             data, metadata = wheel_bytes(project, version, filename, requires_python, pip)

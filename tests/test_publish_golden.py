@@ -140,3 +140,16 @@ def test_parallel_rebuild_writes_the_same_tree(tmp_path):
     index.publish_all(conn, tmp_path / "www", SITE, processes=3)
     conn.close()
     assert tree(tmp_path / "www") == tree(GOLDEN)
+
+
+def test_release_deleted_and_released_again_drops_the_old_build(published):
+    conn, www = published
+    apply_events(conn, [("Alpha", "1.1", "remove release"), ("Alpha", "1.1", "new release"),
+                        ("Alpha", "1.1", "add source file alpha-1.1.tar.gz")],
+                 serial0=3_000_000)
+    index.publish_project(conn, www, SITE, "alpha")
+    assert not list((www / "simple" / "alpha").glob("alpha-1.1-*"))
+    assert not (www / "logs" / "alpha" / "1.1").exists()
+    page = (www / "project" / "alpha" / "index.html").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("<tr><td>1.1"))
+    assert row.count('class="pending"') == 2  # to be built again for both ABIs
