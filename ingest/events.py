@@ -6,11 +6,10 @@ catalogue."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
@@ -91,17 +90,6 @@ class Event:
         if type(action) is not str:
             raise MalformedEvent(f"bad action {action!r}")
         return cls(serial, int(timestamp), name.strip(), version or None, action)
-
-
-def read_jsonl(lines: Iterable[str]) -> Iterator[Event | MalformedEvent]:
-    """Events from newline-delimited JSON; a bad line yields a MalformedEvent."""
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            yield Event.from_row(json.loads(line))
-        except (ValueError, MalformedEvent) as error:
-            yield MalformedEvent(f"line {number}: {error}")
 
 
 @dataclass(slots=True)
