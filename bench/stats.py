@@ -161,7 +161,7 @@ def run_baseline(log: Path, db_path: Path) -> dict:
                 continue
             agent = parse_agent(unescape(entry.agent))
             agents.insert(_agent_row(agent), ignore=True)
-            target = classify.__wrapped__(entry.target)
+            target = classify(entry.target)
             kind = target.kind
             if kind == SIMPLE:
                 kind = SEARCH if agent.is_installer else "page"

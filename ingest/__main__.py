@@ -44,7 +44,8 @@ def follower(config: settings.Settings, source: Source, pypi_url: str | None) ->
     return Follower(
         conn, source, redis=connect(config.effective_redis_url), abis=config.abis,
         disabled_abis=config.disabled_abis, depth=config.queue_depth,
-        job_timeout=config.build_timeout + 600, margin=config.pypi_margin,
+        job_timeout=config.build_timeout + 600, retries=config.build_retries,
+        margin=config.pypi_margin,
         metadata=MetadataFetcher(pypi_url) if pypi_url else None, progress=_progress(),
     )
 

@@ -21,7 +21,7 @@ from redis import Redis
 from ingest.catalogue import get_state, set_state
 from ingest.events import Batch, Event, apply_batch, batch_of
 from ingest.metadata import MetadataFetcher
-from ingest.scheduler import drain, request_publish, top_up
+from ingest.scheduler import drain, request_publish, sweep_abandoned, top_up
 from ingest.sources import Fetched, Source, SourceUnavailable
 
 log = logging.getLogger("ingest")
@@ -68,6 +68,7 @@ class Follower:
     disabled_abis: tuple[str, ...] = ()
     depth: int = 1000
     job_timeout: int = 11400
+    retries: int = 1
     metadata: MetadataFetcher | None = None
     margin: int = 2000
     backoff: Backoff = field(default_factory=Backoff)
@@ -126,13 +127,15 @@ class Follower:
             for abi in self._active_abis():
                 self.stats.queued += top_up(
                     self.conn, self.redis, abi, self.depth, self.job_timeout,
-                    metadata=self.metadata is not None, fresh=fresh).queued
+                    metadata=self.metadata is not None, fresh=fresh,
+                    retries=self.retries).queued
         for abi in self.disabled_abis:
             if dropped := drain(self.redis, abi):
                 log.info("dropped %d queued builds for end-of-life %s", dropped, abi)
         for abi in self._active_abis():
+            sweep_abandoned(self.redis, abi)
             result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,
-                            metadata=self.metadata is not None)
+                            metadata=self.metadata is not None, retries=self.retries)
             self.stats.queued += result.queued
             if result.queued:
                 log.info("queued %d builds for %s (%d waiting)", result.queued, abi,

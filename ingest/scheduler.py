@@ -20,9 +20,16 @@ from functools import lru_cache
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
+from rq.registry import StartedJobRegistry
 
-from worker.queues import BUILD_FUNCTION, SERIALIZER, build_job_id, build_queue_name
+from worker.queues import (
+    BUILD_FUNCTION,
+    SERIALIZER,
+    AllowlistJob,
+    build_job_id,
+    build_queue_name,
+)
 
 PUBLISH_QUEUE = "publish"
 PUBLISH_FUNCTION = "publish.jobs.publish_project"
@@ -80,12 +87,21 @@ def admits(requires_python: str | None, abi: str) -> bool:
 
 
 def build_queue(conn: Redis, abi: str) -> Queue:
-    return Queue(build_queue_name(abi), connection=conn, serializer=SERIALIZER)
+    return Queue(build_queue_name(abi), connection=conn, serializer=SERIALIZER,
+                 job_class=AllowlistJob)
+
+
+def sweep_abandoned(redis: Redis, abi: str) -> None:
+    """Fail (or give their one retry to) jobs whose worker died mid-build. rq's idle
+    workers do this too, but a farm whose workers are all busy or gone should not
+    have to wait for one."""
+    queue = build_queue(redis, abi)
+    StartedJobRegistry(queue=queue, job_class=AllowlistJob).cleanup()
 
 
 def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
-           job_timeout: int, metadata: bool = False, fresh: set[str] | None = None
-           ) -> ScheduleResult:
+           job_timeout: int, metadata: bool = False, fresh: set[str] | None = None,
+           retries: int = 1) -> ScheduleResult:
     """Add jobs to build-<abi> until it holds `depth` or nothing is left to build.
     With `metadata`, versions whose Requires-Python is not known yet wait.
 
@@ -122,6 +138,10 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
                 description=f"build {project}=={version} for {abi}",
                 timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
                 at_front=fresh is not None,
+                # More tries if the job itself fails (a worker dead mid-build, an
+                # intake out of reach); a build that fails is not an error and is
+                # recorded, not retried.
+                retry=Retry(max=retries) if retries else None,
             )
             for project, version, incarnation in unqueued
         ]

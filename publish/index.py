@@ -212,7 +212,9 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
         _publish_range(conn, www, site, *shards[0])
     else:
         database = conn.execute("PRAGMA database_list").fetchone()[2]
-        context = multiprocessing.get_context("fork")
+        # spawn, not fork: a forked child of a process with threads (a server, a
+        # worker's heartbeat) can inherit a lock held by a thread that does not exist.
+        context = multiprocessing.get_context("spawn")
         with context.Pool(len(shards)) as pool:
             jobs = [pool.apply_async(_publish_range_in, (database, www, site, *shard))
                     for shard in shards]

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
+from operator import add
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,11 +27,15 @@ from stats import paths
 from stats.agents import AgentCache
 from stats.clients import ClientHasher
 from stats.logline import BAD_REQUEST, MalformedLine, split_fields, utc_time
-from stats.store import Batch, Written, source_offset, write_batch
+from stats.store import Batch, Written, source_offset
+from stats.writer import InlineWriter, ProcessWriter, database_file
 
 CHUNK = 1 << 20
-BATCH_ROWS = 50_000
+BATCH_ROWS = 50_000  # rows a transaction writes; a file with more gets a writer process
 GZIP_MAGIC = b"\x1f\x8b"
+REQUEST_CACHE = 250_000  # distinct request lines kept (one per wheel file, mostly)
+STATUS_CODES = {f"{code:03d}": code for code in range(1000)}
+SECONDS = frozenset(f"{second:02d}" for second in range(60))
 
 
 @dataclass
@@ -61,6 +65,25 @@ class LoadResult:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a request line asks for, as the columns of its row."""
+    method: str
+    kind: str               # the kind when the client is not an installer
+    installer_kind: str     # the kind when it is (a simple page is then a search)
+    project: str | None
+    filename: str | None
+
+
+def number(text: str) -> int:
+    """A status or size that the grammar accepted as digits; int() refuses some
+    Unicode digits that str.isdigit() accepts."""
+    try:
+        return int(text)
+    except ValueError:
+        raise MalformedLine(f"not a number: {text[:20]!r}") from None
+
+
 def fingerprint(first_line: bytes) -> str:
     return hashlib.blake2b(first_line, digest_size=16).hexdigest()
 
@@ -84,66 +107,62 @@ def first_line(handle: BinaryIO) -> bytes | None:
 
 @dataclass
 class Parser:
-    """Turns complete lines into batches of rows. Caches agents, clients, times and
-    paths across batches: logs repeat them constantly."""
+    """Turns complete lines into batches of rows. Logs repeat agents, clients, request
+    lines and timestamps constantly: each distinct one is worked out once, then found
+    in a cache (kept across batches, emptied when it grows past its limit)."""
     hasher: ClientHasher
     agents: AgentCache = field(default_factory=AgentCache)
+    requests: dict[str, Request] = field(default_factory=dict)
     times: dict[str, str] = field(default_factory=dict)
-    targets: dict[str, paths.Target] = field(default_factory=dict)
+    minutes: dict[str, str] = field(default_factory=dict)
     known: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
     def batch(self, fingerprint: str, path: str, start: int, data: bytes) -> Batch:
         """Rows for `data`, which holds whole lines from offset `start` of the source."""
         batch = Batch(fingerprint, path, start, start + len(data))
         if data.isascii():  # the usual case: one decode, and characters are bytes
-            lines = data.decode("ascii").split("\n")
-            sizes = None
+            lines = sizes = data.decode("ascii").split("\n")
         else:
-            raw_lines = data.split(b"\n")
-            lines = [raw.decode("utf-8", "replace") for raw in raw_lines]
-            sizes = [len(raw) for raw in raw_lines]
+            sizes = data.split(b"\n")
+            lines = [raw.decode("utf-8", "replace") for raw in sizes]
+            sizes.pop()
         lines.pop()  # the empty string after the last newline
-        rows, ends, rejects = batch.rows, batch.ends, batch.rejects
+        # bounds[i] is where line i starts in the source, bounds[i + 1] where it ends
+        bounds = list(accumulate(map(add, map(len, sizes), repeat(1)), initial=start))
+        rows, rejects = batch.rows, batch.rejects
+        rejected: list[int] = []  # numbers of the lines that made no row
         known, clients = self.known, self.hasher.cache
-        times, targets = self.times, self.targets
-        simple, search, page = paths.SIMPLE, paths.SEARCH, paths.PAGE
-        position = start
-        for number, line in enumerate(lines):
-            line_start = position
-            position += (len(line) if sizes is None else sizes[number]) + 1
+        requests, times = self.requests, self.times
+        for line in lines:  # the hot loop: one pass, cache look-ups, no objects
             try:
                 host, stamp, request, status, size, agent_text = split_fields(line)
-                method, target, protocol = request.split(" ")
-                if not protocol.startswith("HTTP/"):
-                    raise ValueError
-            except MalformedLine as error:
-                rejects.append((line_start, str(error)))
-                continue
-            except ValueError:
-                rejects.append((line_start, BAD_REQUEST))
-                continue
-            when = times.get(stamp)
-            if when is None:
-                try:
+                found = requests.get(request)
+                if found is None:
+                    found = self.request(request)
+                when = times.get(stamp)
+                if when is None:
                     when = self.time(stamp)
-                except MalformedLine as error:
-                    rejects.append((line_start, str(error)))
-                    continue
-            found = targets.get(target)
-            if found is None:
-                found = self.target(target)
+                code = STATUS_CODES.get(status)
+                if code is None:
+                    code = number(status)
+                size = 0 if size == "-" else number(size)
+            except MalformedLine as error:
+                rejected.append(len(rows) + len(rejected))
+                rejects.append((bounds[rejected[-1]], str(error)))
+                continue
             agent = known.get(agent_text)
             if agent is None:
                 agent = self.agent(agent_text)
             client = clients.get(host)
             if client is None:
                 client = self.hasher(host)
-            kind = found.kind
-            if kind is simple:
-                kind = search if agent[1] else page
-            rows.append((when, kind, found.project, found.filename, method, int(status),
-                         0 if size == "-" else int(size), client, agent[0]))
-            ends.append(position)
+            rows.append((when, found.installer_kind if agent[1] else found.kind,
+                         found.project, found.filename, found.method, code, size, client,
+                         agent[0]))
+        ends = bounds[1:]
+        for line_number in reversed(rejected):
+            del ends[line_number]
+        batch.ends = ends
         batch.agents = self.agents.take_fresh()
         return batch
 
@@ -155,51 +174,45 @@ class Parser:
         found = self.known[text] = (agent.id, agent.is_installer)
         return found
 
-    def time(self, stamp: str) -> str:
-        if len(self.times) > 4096:
-            self.times.clear()
-        when = self.times[stamp] = utc_time(stamp)
-        return when
-
-    def target(self, target: str) -> paths.Target:
-        if len(self.targets) > 100_000:
-            self.targets.clear()
-        found = self.targets[target] = paths.classify(target)
+    def request(self, text: str) -> Request:
+        """What the request line `text` asks for; MalformedLine if it is no request."""
+        if len(self.requests) >= REQUEST_CACHE:
+            self.requests.clear()
+        parts = text.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise MalformedLine(BAD_REQUEST)
+        method, target_text, _ = parts
+        target = paths.classify(target_text)
+        # An installer fetching a simple page is searching; anyone else is reading.
+        kind, installer_kind = ((paths.PAGE, paths.SEARCH) if target.kind == paths.SIMPLE
+                                else (target.kind, target.kind))
+        found = self.requests[text] = Request(method, kind, installer_kind, target.project,
+                                              target.filename)
         return found
 
-
-class Writer:
-    """Writes batches on a thread of its own, so that parsing (which holds the GIL)
-    overlaps SQLite's work (which releases it)."""
-
-    def __init__(self, db: sqlite_utils.Database, depth: int = 2) -> None:
-        self.db = db
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.results: dict[int, Written] = {}
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="stats-writer", daemon=True)
-        self.thread.start()
-
-    def submit(self, batch: Batch, result: LoadResult) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((batch, result))
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is not None:
-                continue
-            batch, result = item
-            try:
-                result.add(write_batch(self.db, batch))
-            except BaseException as error:  # handed to the submitting thread
-                self.error = error
+    def time(self, stamp: str) -> str:
+        """`stamp` in UTC. Offsets are whole minutes, so the seconds carry over
+        unchanged and one conversion serves each minute of the log."""
+        if len(self.times) > 4096:
+            self.times.clear()
+        minute = f"{stamp[:17]}{stamp[20:]}"
+        seconds = stamp[18:20]
+        when = None
+        if len(stamp) == 26 and stamp[17] == ":" and seconds in SECONDS:
+            base = self.minutes.get(minute)
+            if base is None:
+                if len(self.minutes) > 4096:
+                    self.minutes.clear()
+                try:
+                    base = self.minutes[minute] = utc_time(f"{stamp[:18]}00{stamp[20:]}")
+                except MalformedLine:
+                    base = None  # the error below quotes the stamp as logged
+            if base is not None:
+                when = f"{base[:-2]}{seconds}"
+        if when is None:
+            when = utc_time(stamp)
+        self.times[stamp] = when
+        return when
 
 
 def read_chunks(handle: BinaryIO, start: int, chunk: int = CHUNK) -> Iterator[bytes]:
@@ -218,8 +231,11 @@ def read_chunks(handle: BinaryIO, start: int, chunk: int = CHUNK) -> Iterator[by
 
 
 def load_file(db: sqlite_utils.Database, parser: Parser, path: Path,
-              progress: Callable[[LoadResult], None] | None = None) -> LoadResult:
-    """Load every line of `path` not loaded before."""
+              progress: Callable[[LoadResult], None] | None = None,
+              batch_rows: int = BATCH_ROWS) -> LoadResult:
+    """Load every line of `path` not loaded before. Once a file has given a full
+    batch, the rest is written by a child process (stats.writer) while this one
+    parses; a smaller file is written here."""
     result = LoadResult(str(path))
     with open_log(path) as handle:
         first = first_line(handle)
@@ -230,7 +246,7 @@ def load_file(db: sqlite_utils.Database, parser: Parser, path: Path,
         source = fingerprint(first)
         start = source_offset(db, source)
         result.skipped_bytes = start
-        writer = Writer(db)
+        writer: InlineWriter | ProcessWriter | None = None
         try:
             pending: list[Batch] = []
             rows = 0
@@ -246,16 +262,30 @@ def load_file(db: sqlite_utils.Database, parser: Parser, path: Path,
                 result.lines += len(batch.rows) + len(batch.rejects)
                 pending.append(batch)
                 rows += len(batch.rows)
-                if rows >= BATCH_ROWS:
-                    writer.submit(merge(pending), result)
+                if rows >= batch_rows:
+                    if writer is None:
+                        writer = start_writer(db, result.add)
+                    writer.submit(merge(pending))
                     pending, rows = [], 0
                     if progress:
                         progress(result)
             if pending:
-                writer.submit(merge(pending), result)
-        finally:
-            writer.close()
+                writer = writer or InlineWriter(db, result.add)
+                writer.submit(merge(pending))
+            if writer is not None:
+                writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
     return result
+
+
+def start_writer(db: sqlite_utils.Database,
+                 done: Callable[[Written], None]) -> InlineWriter | ProcessWriter:
+    """A writer process for a database in a file; an in-memory one stays here."""
+    file = database_file(db)
+    return ProcessWriter(file, done) if file else InlineWriter(db, done)
 
 
 def merge(batches: list[Batch]) -> Batch:

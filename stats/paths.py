@@ -41,7 +41,6 @@ class Target:
     filename: str | None = None     # the wheel, for downloads and metadata fetches
 
 
-@lru_cache(maxsize=65536)
 def classify(target: str) -> Target:
     """Classify a request target (path and query string, as logged)."""
     path = target.split("?", 1)[0].split("#", 1)[0]

@@ -4,6 +4,7 @@ offline build backends, and real HTTP servers for the intake and the index."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,16 @@ from worker import settings
 
 CACHE = Path(__file__).parent / ".cache"
 BACKENDS = ("setuptools", "wheel")
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """An in-process rq worker installs its own SIGINT/SIGTERM handlers and leaves
+    them behind; later tests (and processes they fork) must not inherit them."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")

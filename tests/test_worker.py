@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tarfile
@@ -293,7 +294,14 @@ def trap(tmp_path, monkeypatch):
 
 
 def work_once(config, redis, abi):
-    make_worker(redis, config, abi).work(burst=True, with_scheduler=False)
+    """One in-process burst; rq's signal handlers are taken out again afterwards,
+    or processes the test run forks later would inherit them."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        make_worker(redis, config, abi).work(burst=True, with_scheduler=False)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def test_job_outside_the_allowlist_is_never_imported(config, redis, trap):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from ingest.__main__ import main as ingest_main
@@ -30,8 +31,9 @@ HEARTBEAT, GRACE, MAINTENANCE = 1, 2, 1
 BOUND = HEARTBEAT + GRACE + MAINTENANCE
 
 
-@pytest.fixture
-def hanging_job(tmp_path, redis, redis_instance, backend_wheels, monkeypatch):
+@pytest.fixture(params=[0])
+def hanging_job(request, tmp_path, redis, redis_instance, backend_wheels, monkeypatch):
+    """A build that hangs; `params` are the retries its job gets (0: fail at once)."""
     pid_file = tmp_path / "hang.pid"
     hang = ("import os, time\n"
             f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(3600)")
@@ -41,7 +43,8 @@ def hanging_job(tmp_path, redis, redis_instance, backend_wheels, monkeypatch):
     for name, value in (("WHEELWRIGHT_HEARTBEAT_INTERVAL", HEARTBEAT),
                         ("WHEELWRIGHT_ABANDON_GRACE", GRACE),
                         ("WHEELWRIGHT_MAINTENANCE_INTERVAL", MAINTENANCE),
-                        ("WHEELWRIGHT_BUILD_TIMEOUT", 600)):
+                        ("WHEELWRIGHT_BUILD_TIMEOUT", 600),
+                        ("WHEELWRIGHT_BUILD_RETRIES", request.param)):
         monkeypatch.setenv(name, str(value))
     ingest_main(["replay", str(release_events(tmp_path / "events.jsonl",
                                               [("ww-stuck", "1.0")]))])
@@ -150,4 +153,29 @@ def test_killed_worker_takes_its_build_down(hanging_job, redis):
     assert process_gone(build_pid)
     wait_for(lambda: not list(build_root(farm.config).glob("build-*")), 10,
              "the build directory to go")
+    assert_nothing_reached_www(farm.config)
+
+
+@pytest.mark.parametrize("hanging_job", [1], indirect=True)
+def test_a_job_with_a_retry_left_goes_back_to_the_queue(hanging_job, redis):
+    """With a retry left (the default), the job of a worker killed mid-build is queued
+    again for the next worker rather than failed."""
+    farm, job_id, abi, pid_file = hanging_job
+    worker = start_worker()
+    try:
+        wait_for(pid_file.exists, 60, "the build to start")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+
+        def requeued():
+            job = AllowlistJob.fetch(job_id, connection=redis, serializer=SERIALIZER)
+            return job if job.get_status() == "queued" else None
+
+        job = wait_for(requeued, 30, "the job to be queued again")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert job.retries_left == 0
+    assert job_id in Queue(build_queue_name(abi), connection=redis,
+                           serializer=SERIALIZER).job_ids
     assert_nothing_reached_www(farm.config)

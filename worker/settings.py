@@ -42,6 +42,9 @@ Each setting: environment variable (default) meaning.
       interpreter that runs `pip wheel`; it decides the ABI
   WHEELWRIGHT_BUILD_INDEX_URL (unset: pip's own configuration)
       index `pip wheel` downloads sources from
+  WHEELWRIGHT_BUILD_RETRIES (1)
+      more tries a build job gets when the job itself fails (its worker died
+      mid-build, the intake was out of reach); a failed build is recorded, not retried
   WHEELWRIGHT_BUILD_TIMEOUT (10800)
       seconds before a build is killed
   WHEELWRIGHT_BUILD_MEMORY (0)
@@ -120,6 +123,7 @@ class Settings:
     build_python: str
     build_index_url: str | None
     build_timeout: int
+    build_retries: int
     build_memory_mb: int
     max_upload: int
     build_dir: Path | None = None
@@ -224,6 +228,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         build_python=env.get("WHEELWRIGHT_BUILD_PYTHON") or sys.executable,
         build_index_url=env.get("WHEELWRIGHT_BUILD_INDEX_URL") or None,
         build_timeout=int(env.get("WHEELWRIGHT_BUILD_TIMEOUT", "10800")),
+        build_retries=int(env.get("WHEELWRIGHT_BUILD_RETRIES", "1")),
         build_memory_mb=int(env.get("WHEELWRIGHT_BUILD_MEMORY", "0")),
         max_upload=int(env.get("WHEELWRIGHT_MAX_UPLOAD", str(256 * 1024 * 1024))),
         build_dir=Path(env["WHEELWRIGHT_BUILD_DIR"]) if env.get("WHEELWRIGHT_BUILD_DIR")
