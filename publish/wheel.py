@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
+
+from worker.wheel import plain_requirements
 
 MAX_METADATA = 4 * 1024**2
 
@@ -116,14 +118,5 @@ def _unsafe_member(name: str) -> bool:
 
 
 def _plain_requirements(lines: list[str]) -> list[str]:
-    """Requirement names a plain install pulls in (extras' requirements left out)."""
-    names = []
-    for line in lines:
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if requirement.marker and "extra" in str(requirement.marker):
-            continue
-        names.append(canonicalize_name(requirement.name))
-    return sorted(set(names))
+    """Names of what a plain install pulls in (extras' requirements left out)."""
+    return sorted({canonicalize_name(Requirement(r).name) for r in plain_requirements(lines)})
