@@ -26,12 +26,13 @@ log = logging.getLogger("ingest")
 
 
 def _progress():
-    last = [time.monotonic()]
+    """A progress line at most every 2 s, and only when something moved."""
+    last = {"time": time.monotonic(), "seen": (0, 0)}
 
     def report(stats: FollowStats) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 2.0:
-            last[0] = now
+        now, seen = time.monotonic(), (stats.events, stats.queued)
+        if now - last["time"] >= 2.0 and seen != last["seen"]:
+            last.update(time=now, seen=seen)
             print(f"applied {stats.events:,} events ({stats.rate:,.0f}/s), "
                   f"{stats.malformed} malformed, {stats.queued} builds queued",
                   file=sys.stderr, flush=True)
