@@ -46,6 +46,35 @@ def canonical(name: str) -> str:
     return result
 
 
+def fields_of(row: dict | list | tuple) -> tuple[int, int, str, str | None, str]:
+    """(serial, timestamp, name, version, action) of a row, checked; MalformedEvent
+    for anything else."""
+    # type() rather than isinstance(): True is an int to isinstance, not a serial.
+    if type(row) in (list, tuple):
+        if len(row) != 5:
+            raise MalformedEvent(f"want 5 fields, got {len(row)}")
+        name, version, timestamp, action, serial = row
+    elif type(row) is dict:
+        try:
+            serial, timestamp = row["serial"], row["timestamp"]
+            name, version, action = row["name"], row.get("version"), row["action"]
+        except KeyError as missing:
+            raise MalformedEvent(f"missing {missing}") from None
+    else:
+        raise MalformedEvent("an event is an object")
+    if type(serial) is not int or serial < 0:
+        raise MalformedEvent(f"bad serial {serial!r}")
+    if type(timestamp) not in (int, float):
+        raise MalformedEvent(f"bad timestamp {timestamp!r}")
+    if type(name) is not str or not 0 < len(name) <= 200 or not name.strip():
+        raise MalformedEvent(f"bad name {name!r}")
+    if version is not None and (type(version) is not str or len(version) > 200):
+        raise MalformedEvent(f"bad version {version!r}")
+    if type(action) is not str:
+        raise MalformedEvent(f"bad action {action!r}")
+    return serial, int(timestamp), name.strip(), version or None, action
+
+
 @dataclass(slots=True)
 class Event:
     serial: int
@@ -66,30 +95,7 @@ class Event:
     def from_row(cls, row: dict | list | tuple) -> Event:
         """From a replay-file object or an XML-RPC row [name, version, timestamp,
         action, serial]; anything else raises MalformedEvent."""
-        # type() rather than isinstance(): True is an int to isinstance, not a serial.
-        if type(row) in (list, tuple):
-            if len(row) != 5:
-                raise MalformedEvent(f"want 5 fields, got {len(row)}")
-            name, version, timestamp, action, serial = row
-        elif type(row) is dict:
-            try:
-                serial, timestamp = row["serial"], row["timestamp"]
-                name, version, action = row["name"], row.get("version"), row["action"]
-            except KeyError as missing:
-                raise MalformedEvent(f"missing {missing}") from None
-        else:
-            raise MalformedEvent("an event is an object")
-        if type(serial) is not int or serial < 0:
-            raise MalformedEvent(f"bad serial {serial!r}")
-        if type(timestamp) not in (int, float):
-            raise MalformedEvent(f"bad timestamp {timestamp!r}")
-        if type(name) is not str or not 0 < len(name) <= 200 or not name.strip():
-            raise MalformedEvent(f"bad name {name!r}")
-        if version is not None and (type(version) is not str or len(version) > 200):
-            raise MalformedEvent(f"bad version {version!r}")
-        if type(action) is not str:
-            raise MalformedEvent(f"bad action {action!r}")
-        return cls(serial, int(timestamp), name.strip(), version or None, action)
+        return cls(*fields_of(row))
 
 
 @dataclass(slots=True)
@@ -124,19 +130,33 @@ FILE_KINDS = frozenset({"source", "binary", "remove_file"})
 
 def classify(event: Event) -> Change | None:
     """The change an event makes, or None when it changes nothing we keep."""
-    match = ACTION_RE.match(event.action)
-    if match is None:
-        log.info("serial %d: unknown action %r skipped", event.serial, event.action)
-        return None
-    kind = match.lastgroup
-    if kind == "ignore":
+    return classify_action(event.action, event.version, event.serial)
+
+
+_EXACT: dict[str, str | None] = {}  # actions without a file name: their kind (or None)
+
+
+def classify_action(action: str, version: str | None, serial: int) -> Change | None:
+    kind = _EXACT.get(action, "") if len(action) < 40 else ""
+    filename = None
+    if kind == "":
+        match = ACTION_RE.match(action)
+        if match is None:
+            log.info("serial %d: unknown action %r skipped", serial, action)
+            return None
+        kind = match.lastgroup
+        if kind in FILE_KINDS:
+            filename = match.group(kind)
+        elif len(_EXACT) < 10_000:  # a few spellings, and owner changes by name
+            _EXACT[action] = None if kind == "ignore" else kind
+    if kind is None or kind == "ignore":
         return None
     if kind == "remove":  # the old spelling: a project when no version is given
-        kind = "remove_project" if event.version is None else "remove_release"
-    if kind in NEEDS_VERSION and event.version is None:
-        log.warning("serial %d: %r needs a version; skipped", event.serial, event.action)
+        kind = "remove_project" if version is None else "remove_release"
+    if kind in NEEDS_VERSION and version is None:
+        log.warning("serial %d: %r needs a version; skipped", serial, action)
         return None
-    return Change(kind, match.group(kind) if kind in FILE_KINDS else None)
+    return Change(kind, filename)
 
 
 class Batch:
@@ -153,10 +173,27 @@ class Batch:
         self.files: dict[tuple[str, str, str], list] = {}  # [kind, seen, removed]
         self.touched: set[str] = set()  # projects whose pages deletions or yanks change
         self.released: set[str] = set()  # projects with new releases or source files
+        self.count = 0  # events read into the batch, including those that change nothing
+        self.newest: tuple[int, int] | None = None  # (serial, timestamp) of the newest
 
-    def add(self, event: Event, change: Change) -> None:
+    def add(self, event: Event) -> None:
+        self._fold(event.serial, event.timestamp, event.name, event.version, event.action)
+
+    def add_row(self, row: dict | list | tuple) -> None:
+        """Fold a raw row without making an Event of it (the replay fast path);
+        MalformedEvent for a row that is not an event."""
+        self._fold(*fields_of(row))
+
+    def _fold(self, serial: int, timestamp: int, name: str, version: str | None,
+              action: str) -> None:
+        self.count += 1
+        if self.newest is None or serial > self.newest[0]:
+            self.newest = (serial, timestamp)
+        change = classify_action(action, version, serial)
+        if change is None:
+            return
         # The hot loop of a replay: plain comparisons rather than max() calls.
-        name, key, kind = event.name, event.key, change.kind
+        kind, key = change.kind, order_key(serial, timestamp)
         project = _CANONICAL.get(name) or canonical(name)
         row = self.projects.get(project)
         if row is None:
@@ -180,19 +217,19 @@ class Batch:
             return
         else:
             self.touched.add(project)
-        version = self.versions.get((project, event.version))
-        if version is None:
-            version = self.versions[(project, event.version)] = [0, 0, 0, 0, 0, None]
+        release = self.versions.get((project, version))
+        if release is None:
+            release = self.versions[(project, version)] = [0, 0, 0, 0, 0, None]
         column = VERSION_COLUMN.get(kind, 0)
-        if column is not None and key > version[column]:
-            version[column] = key
+        if column is not None and key > release[column]:
+            release[column] = key
         if column == 0:
             # A "new release" event outranks file uploads in saying when it was released.
             rank = key | RELEASE_RANK if kind == "release" else key
-            if rank > version[4]:
-                version[4], version[5] = rank, event.timestamp
+            if rank > release[4]:
+                release[4], release[5] = rank, timestamp
         if change.filename is not None:
-            self._add_file(project, event.version, change, key)
+            self._add_file(project, version, change, key)
 
     def _add_file(self, project: str, version: str, change: Change, key: int) -> None:
         file = self.files.get((project, version, change.filename))
@@ -267,7 +304,5 @@ def apply_batch(conn: sqlite3.Connection, batch: Batch) -> None:
 def batch_of(events: Iterable[Event]) -> Batch:
     batch = Batch()
     for event in events:
-        change = classify(event)
-        if change is not None:
-            batch.add(event, change)
+        batch.add(event)
     return batch

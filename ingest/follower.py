@@ -81,16 +81,17 @@ class Follower:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            events = fetched.events
-            if self.source.rereads:
-                events = self._unseen(events, int(fetched.cursor))
-            batch = batch_of(events)
+            batch = fetched.batch
+            if batch is None:
+                events = fetched.events
+                if self.source.rereads:
+                    events = self._unseen(events, int(fetched.cursor))
+                batch = batch_of(events)
             apply_batch(conn, batch)
             set_state(conn, self.source.state_key, fetched.cursor)
-            if events:
-                newest = max(events, key=lambda e: e.serial)
+            if batch.newest is not None:
                 set_state(conn, STATUS_KEY, json.dumps({
-                    "serial": newest.serial, "timestamp": newest.timestamp,
+                    "serial": batch.newest[0], "timestamp": batch.newest[1],
                     "upstream_serial": fetched.newest_serial, "applied_at": time.time(),
                     "rate": round(self.stats.rate),
                 }))
@@ -98,7 +99,7 @@ class Follower:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self.stats.events += len(events)
+        self.stats.events += batch.count
         self.stats.malformed += fetched.malformed
         if self.metadata is not None:
             self.metadata.request(batch.released)

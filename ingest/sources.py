@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from xml.parsers.expat import ExpatError
 
-from ingest.events import Event, MalformedEvent
+from ingest.events import Batch, Event, MalformedEvent
 
 log = logging.getLogger("ingest")
 
@@ -35,6 +35,7 @@ class Fetched:
     caught_up: bool  # nothing more is available right now
     malformed: int = 0
     newest_serial: int | None = None  # the source's newest serial, when it says
+    batch: Batch | None = None  # the events already folded (sources that never re-read)
 
 
 class Source(Protocol):
@@ -68,30 +69,37 @@ class FileSource:
             lines = list(itertools.islice(f, self.chunk))
         if lines and not lines[-1].endswith(b"\n"):
             lines.pop()  # still being written: the next fetch reads it whole
+        batch, malformed = _fold_lines(lines, offset, self.path)
         offset += sum(map(len, lines))
-        events, malformed = _parse_lines(lines, self.path)
-        return Fetched(events, str(offset), len(lines) < self.chunk, malformed)
+        return Fetched([], str(offset), len(lines) < self.chunk, malformed, batch=batch)
 
 
-def _parse_lines(lines: list[bytes], path: Path) -> tuple[list[Event], int]:
-    """Events from JSON lines. The whole chunk is parsed as one JSON array (one call
-    into the C parser); only a chunk with a bad line is parsed line by line."""
+def _fold_lines(lines: list[bytes], offset: int, path: Path) -> tuple[Batch, int]:
+    """Fold JSON lines into a batch, with no Event objects on the way: the replay's
+    fast path. The chunk is parsed as one JSON array (one call into the C parser);
+    only a chunk with a bad line is read line by line, to skip just that line."""
+    batch = Batch()
     rows = [line for line in lines if line.strip()]
     try:
         parsed = json.loads(b"[" + b",".join(rows) + b"]")
         if len(parsed) == len(rows):
-            return [Event.from_row(row) for row in parsed], 0
+            for row in parsed:
+                batch.add_row(row)
+            return batch, 0
     except (ValueError, MalformedEvent):
-        pass
-    events, malformed = [], 0
-    for number, line in enumerate(rows, 1):
+        batch = Batch()
+    malformed = 0
+    for line in lines:
+        offset += len(line)
+        if not line.strip():
+            continue
         try:
-            events.append(Event.from_row(json.loads(line)))
+            batch.add_row(json.loads(line))
         except (ValueError, MalformedEvent) as error:
             malformed += 1
-            log.warning("%s: skipping malformed event (line %d of this read): %s", path,
-                        number, error)
-    return events, malformed
+            log.warning("%s: skipping malformed event at byte %d: %s", path,
+                        offset - len(line), error)
+    return batch, malformed
 
 
 class _TimeoutTransport(xmlrpc.client.SafeTransport):

@@ -168,3 +168,27 @@ def test_malformed_rows_are_refused():
         with pytest.raises(MalformedEvent):
             Event.from_row(row)
     assert Event.from_row(json.loads('["x", null, 5, "create", 9]')).serial == 9
+
+
+def test_a_file_with_bad_lines_loses_only_them(tmp_path):
+    from ingest.sources import FileSource
+
+    good = [{"serial": 700_001 + i, "timestamp": 0, "name": f"p{i}", "version": "1.0",
+             "action": "new release"} for i in range(4)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        (json.dumps(good[0]) + "\n").encode() + b"{not json\n" + b"\n"
+        + (json.dumps(good[1]) + "\n").encode()
+        + b'{"serial": true, "timestamp": 0, "name": "x", "action": "create"}\n'
+        + (json.dumps(good[2]) + "\n").encode() + b'["short"]\n'
+        + json.dumps(good[3]).encode()  # no newline yet: still being written
+    )
+    source = FileSource(path)
+    fetched = source.fetch(None)
+    assert fetched.malformed == 3 and fetched.batch.count == 3
+    assert sorted(fetched.batch.projects) == ["p0", "p1", "p2"]
+    assert int(fetched.cursor) == path.stat().st_size - len(json.dumps(good[3]))
+    with path.open("ab") as f:
+        f.write(b"\n")
+    again = source.fetch(fetched.cursor)
+    assert list(again.batch.projects) == ["p3"] and again.malformed == 0
