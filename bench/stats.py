@@ -7,13 +7,15 @@ several versions on several Raspberry Pi OS releases, uv, browsers, bots, a few
 malformed lines; mostly wheel downloads and simple-page searches), then loads it into
 a fresh stats.db with `stats.loader`, and in the same run with the naive baseline:
 every line's user agent parsed by linehaul, every row inserted on its own with
-sqlite-utils. Prints lines/s and peak RSS of each, each in its own child process.
+sqlite-utils. Each runs in a child process of its own; prints lines/s, lines per
+CPU-second (the loader's writer process included) and peak RSS (the writer's apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -184,6 +186,10 @@ def child(kind: str, log: Path, db_path: Path, limit: int) -> None:
         log = short
     result = (run_ours if kind == "ours" else run_baseline)(log, db_path)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The writer process, if the loader started one (it has been waited for by now).
+    writer = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["writer_rss_mib"] = writer.ru_maxrss / 1024
+    result["writer_cpu"] = writer.ru_utime + writer.ru_stime
     print(json.dumps(result))
 
 
@@ -196,8 +202,21 @@ def measure(kind: str, log: Path, work: Path, limit: int) -> dict:
                          check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["rate"] = result["lines"] / result["seconds"]
-    result["cpu_rate"] = result["lines"] / result["cpu"]  # lines per CPU-second, all threads
+    # lines per CPU-second, the loading process and its writer process together
+    result["cpu_rate"] = result["lines"] / (result["cpu"] + result["writer_cpu"])
     return result
+
+
+def describe(result: dict) -> str:
+    rss = f"peak RSS {result['peak_rss_mib']:,.0f} MiB"
+    if result["writer_rss_mib"]:
+        rss += f" + writer {result['writer_rss_mib']:,.0f} MiB"
+    return (f"{result['rate']:,.0f} lines/s ({result['cpu_rate']:,.0f} per CPU-s, "
+            f"{rss}, {result['stored']:,} rows)")
+
+
+def load_average() -> str:
+    return "/".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def main() -> None:
@@ -220,21 +239,20 @@ def main() -> None:
         generate(log, args.lines)
         ours, base = [], []
         for run in range(args.runs):
+            before = load_average()
             ours.append(measure("ours", log, work, args.baseline_lines))
             base.append(measure("baseline", log, work, args.baseline_lines))
-            print(f"run {run + 1}: ours {ours[-1]['rate']:,.0f} lines/s "
-                  f"({ours[-1]['cpu_rate']:,.0f} per CPU-s, peak RSS "
-                  f"{ours[-1]['peak_rss_mib']:,.0f} MiB, {ours[-1]['stored']:,} rows), "
-                  f"baseline {base[-1]['rate']:,.0f} lines/s "
-                  f"({base[-1]['cpu_rate']:,.0f} per CPU-s, peak RSS "
-                  f"{base[-1]['peak_rss_mib']:,.0f} MiB), "
-                  f"ratio {ours[-1]['rate'] / base[-1]['rate']:.1f}", flush=True)
+            print(f"run {run + 1} (load average {before} before, {load_average()} after):\n"
+                  f"  ours     {describe(ours[-1])}\n  baseline {describe(base[-1])}\n"
+                  f"  ratio {ours[-1]['rate'] / base[-1]['rate']:.1f}", flush=True)
         rate = statistics.median(r["rate"] for r in ours)
         base_rate = statistics.median(r["rate"] for r in base)
         rss = statistics.median(r["peak_rss_mib"] for r in ours)
+        writer_rss = statistics.median(r["writer_rss_mib"] for r in ours)
         cpu_rate = statistics.median(r["cpu_rate"] for r in ours)
-        print(f"median: ours {rate:,.0f} lines/s ({cpu_rate:,.0f} per CPU-s), peak RSS "
-              f"{rss:,.0f} MiB; baseline {base_rate:,.0f} lines/s; "
+        print(f"median of {args.runs}: ours {rate:,.0f} lines/s ({cpu_rate:,.0f} per CPU-s), "
+              f"peak RSS {rss:,.0f} MiB + writer "
+              f"{writer_rss:,.0f} MiB; baseline {base_rate:,.0f} lines/s; "
               f"ratio {rate / base_rate:.1f}")
 
 

@@ -2,61 +2,117 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import shutil
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 
 _counter = itertools.count()
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
-def _temporary_name(path: Path) -> Path:
+def _temporary_name(path: str) -> str:
     # Unique per process and call; the leading dot keeps servers from showing it.
-    return path.with_name(f".tmp-{os.getpid()}-{next(_counter)}-{path.name}"[:250])
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".tmp-{os.getpid()}-{next(_counter)}-{tail}"[:250])
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
+def _create(path: str, data: bytes) -> None:
+    """Write a file that must not exist yet. No fsync: a file lost in a crash is
+    written again by the next publish, which finds it missing."""
+    fd = os.open(path, _CREATE, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _holds(path: str, data: bytes) -> bool:
+    """True if the file at `path` holds exactly `data` (False if there is none)."""
+    try:
+        if os.stat(path).st_size != len(data):
+            return False
+        with open(path, "rb") as f:
+            return f.read() == data
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def write_atomic(path: Path | str, data: bytes) -> bool:
     """Write `data` to `path` through a temporary file and a rename; leave the file
     alone (mtime and all) when it already holds exactly `data`. True if written."""
-    try:
-        if os.stat(path).st_size == len(data):
-            with open(path, "rb") as f:
-                if f.read() == data:
-                    return False
-    except (FileNotFoundError, NotADirectoryError):
-        pass
+    path = os.fspath(path)
+    if _holds(path, data):
+        return False
     tmp = _temporary_name(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(tmp, flags, 0o644)
+        _create(tmp, data)
     except FileNotFoundError:  # the first file of a new directory
-        os.makedirs(path.parent, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _create(tmp, data)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return True
 
 
-def link_atomic(path: Path, target: str) -> bool:
+def write_directory(path: Path | str, files: dict[str, bytes]) -> bool:
+    """Create the directory `path` holding `files` (names relative to it, with "/"
+    for subdirectories) all at once: it is filled under a temporary name beside it
+    and renamed into place, so readers see all of it or nothing, and a new project
+    costs one rename rather than one per file. False, with nothing done, if `path`
+    exists already (a publisher racing this one made it): write file by file then."""
+    path = os.fspath(path)
+    tmp = _temporary_name(path)
+    try:
+        os.mkdir(tmp)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkdir(tmp)
+    try:
+        made = {""}
+        for name, data in files.items():
+            sub = os.path.dirname(name)
+            if sub not in made:
+                os.makedirs(os.path.join(tmp, sub), exist_ok=True)
+                made.add(sub)
+            _create(os.path.join(tmp, name), data)
+        os.rename(tmp, path)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return True
+
+
+def link_atomic(path: Path | str, target: str) -> bool:
     """Make `path` a symbolic link to `target` (a name in the same directory), replacing
     whatever is there by a rename. True if it changed."""
+    path = os.fspath(path)
     try:
         if os.readlink(path) == target:
             return False
-    except (FileNotFoundError, OSError):
+    except OSError:
         pass
     tmp = _temporary_name(path)
     os.symlink(target, tmp)
     try:
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return True
 
@@ -77,11 +133,16 @@ def inside(root: Path, *parts: str) -> Path:
 
     The check is on the names alone: the last part is never resolved, so a symbolic
     link (an armv6l alias) is itself named, not the file it points to."""
-    base = _resolved(str(root))
+    return Path(inside_str(root, *parts))
+
+
+def inside_str(root: Path | str, *parts: str) -> str:
+    """inside() as a plain string, for the paths a full rebuild makes by the million."""
+    base = _resolved(os.fspath(root))
     path = os.path.normpath(os.path.join(base, *parts))
     if not path.startswith(base + os.sep) or "\0" in path:
         raise ValueError(f"path escapes {root}: {parts!r}")
-    return Path(path)
+    return path
 
 
 @lru_cache(maxsize=64)

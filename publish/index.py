@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from publish import pages, simple
-from publish.files import inside, link_atomic, remove, write_atomic
+from publish.files import inside, inside_str, link_atomic, remove, write_atomic, write_directory
 from publish.releases import (
     Project,
     is_valid_name,
@@ -71,28 +71,37 @@ def publish_project(conn: sqlite3.Connection, www: Path, site: pages.Site, name:
 
 def write_project(www: Path, site: pages.Site, project: Project) -> int:
     """Write the project's simple pages, aliases and people's pages; the number of
-    files that changed."""
-    directory = inside(www, "simple", project.name)
-    files = simple.listing(project)
+    files that changed. A project without directories yet (every project of a
+    rebuild into an empty www/) gets each directory whole, with no file compared."""
+    listed = simple.expand_aliases(simple.listing(project))
+    index_files = {"index.html": simple.project_html(project, listed).encode(),
+                   "index.json": simple.project_json(project, listed).encode()}
+    page_files = {"index.html": pages.project_page(site, project).encode(),
+                  "json/index.json": pages.project_json(site, project).encode()}
     written = 0
+    for top, files in (("simple", index_files), ("project", page_files)):
+        directory = inside_str(www, top, project.name)
+        if not os.path.isdir(directory) and write_directory(directory, files):
+            written += len(files)
+            continue
+        if top == "simple":
+            written += _link_aliases(directory, project)
+        for name, data in files.items():
+            written += write_atomic(os.path.join(directory, name), data)
+    return written
+
+
+def _link_aliases(directory: str, project: Project) -> int:
+    """The armv6l name of each armv7l wheel (and of its metadata) as a link to it."""
+    linked = 0
     for wheel in project.wheels():
         alias = simple.armv6l_name(wheel.filename)
-        if alias and (directory / wheel.filename).exists():
-            written += link_atomic(directory / alias, wheel.filename)
-            if (directory / f"{wheel.filename}.metadata").exists():
-                written += link_atomic(directory / f"{alias}.metadata",
-                                       f"{wheel.filename}.metadata")
-    files = simple.expand_aliases(files)
-    outputs = {
-        directory / "index.html": simple.project_html(project, files),
-        directory / "index.json": simple.project_json(project, files),
-        inside(www, "project", project.name, "index.html"): pages.project_page(site, project),
-        inside(www, "project", project.name, "json", "index.json"):
-            pages.project_json(site, project),
-    }
-    for path, text in outputs.items():
-        written += write_atomic(path, text.encode())
-    return written
+        if alias and os.path.exists(os.path.join(directory, wheel.filename)):
+            linked += link_atomic(os.path.join(directory, alias), wheel.filename)
+            if os.path.exists(os.path.join(directory, f"{wheel.filename}.metadata")):
+                linked += link_atomic(os.path.join(directory, f"{alias}.metadata"),
+                                      f"{wheel.filename}.metadata")
+    return linked
 
 
 def remove_orphans(conn: sqlite3.Connection, www: Path, project: Project) -> int:

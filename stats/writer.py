@@ -11,6 +11,7 @@ the next load does not redo.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import pickle
@@ -124,8 +125,8 @@ def serve(db_path: str, requests: BinaryIO, replies: BinaryIO) -> None:
     while True:
         try:
             batch = pickle.load(requests)  # noqa: S301 (from our parent)
-        except EOFError:
-            return
+        except (EOFError, pickle.UnpicklingError):
+            return  # the end of the input (cut short if the parent stopped mid-batch)
         try:
             reply = (write_batch(db, batch), None)
         except Exception as error:  # reported to the loading process, which raises it
@@ -147,6 +148,18 @@ def database_file(db: sqlite_utils.Database) -> str | None:
     return None
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m stats.writer",
+        description="The writer process that `stats load` starts for a large file: it "
+                    "reads pickled batches from its parent on stdin and answers on "
+                    "stdout. Not for use by hand.")
+    parser.add_argument("database", help="path of stats.db")
+    args = parser.parse_args()
+    replies = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the answers
+    serve(args.database, sys.stdin.buffer, replies)
+
+
 if __name__ == "__main__":
-    # Started by ProcessWriter: batches arrive pickled on stdin, answers leave on stdout.
-    serve(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer)
+    main()
