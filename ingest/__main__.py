@@ -61,7 +61,7 @@ def cmd_replay(args, config: settings.Settings) -> None:
     path = Path(args.file)
     if not path.is_file():
         sys.exit(f"ingest replay: no such file: {path}")
-    stats = follower(config, FileSource(path), None).run(until_caught_up=True)
+    stats = follower(config, FileSource(path, config.replay_chunk), None).run(until_caught_up=True)
     _summary(stats)
 
 
@@ -74,7 +74,7 @@ def cmd_follow(args, config: settings.Settings) -> None:
         if not config.events_file.is_file():
             sys.exit(f"ingest follow: no event file {config.events_file} "
                      "(set WHEELWRIGHT_EVENTS or WHEELWRIGHT_PYPI_URL)")
-        source = FileSource(config.events_file)
+        source = FileSource(config.events_file, config.replay_chunk)
         log.info("following %s", config.events_file)
     stats = follower(config, source, pypi_url).run(
         until_caught_up=args.until_caught_up, interval=args.interval, stop=_stop_flag())

@@ -292,11 +292,13 @@ ON CONFLICT (project, version, filename) DO UPDATE SET
 """
 
 
-def apply_batch(conn: sqlite3.Connection, batch: Batch) -> None:
-    """Write a batch's rows; the caller owns the transaction."""
+def apply_batch(conn: sqlite3.Connection, batch: Batch,
+                known_aliases: set[tuple[str, str]] | frozenset = frozenset()) -> None:
+    """Write a batch's rows; the caller owns the transaction. `known_aliases` are
+    spellings the caller knows the catalogue holds already (most events repeat one)."""
     projects, aliases, versions, files = batch.rows()
     conn.executemany(UPSERT_PROJECTS, projects)
-    conn.executemany(UPSERT_ALIASES, aliases)
+    conn.executemany(UPSERT_ALIASES, [a for a in aliases if a not in known_aliases])
     conn.executemany(UPSERT_VERSIONS, versions)
     conn.executemany(UPSERT_FILES, files)
 

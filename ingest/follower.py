@@ -27,6 +27,7 @@ from ingest.sources import Fetched, Source, SourceUnavailable
 log = logging.getLogger("ingest")
 
 STATUS_KEY = "follow-status"
+BACKLOG_INTERVAL = 10.0  # seconds between walks through the whole backlog
 
 
 @dataclass
@@ -74,7 +75,9 @@ class Follower:
     backoff: Backoff = field(default_factory=Backoff)
     progress: Callable[[FollowStats], None] = lambda _: None
     stats: FollowStats = field(default_factory=FollowStats)
+    known_aliases: set[tuple[str, str]] = field(default_factory=set)  # committed already
     _last_missing_check: float = 0.0
+    _last_backlog: float = 0.0
 
     def apply(self, fetched: Fetched) -> Batch:
         """Apply a fetch and store its cursor in one transaction."""
@@ -87,7 +90,7 @@ class Follower:
                 if self.source.rereads:
                     events = self._unseen(events, int(fetched.cursor))
                 batch = batch_of(events)
-            apply_batch(conn, batch)
+            apply_batch(conn, batch, self.known_aliases)
             set_state(conn, self.source.state_key, fetched.cursor)
             if batch.newest is not None:
                 set_state(conn, STATUS_KEY, json.dumps({
@@ -99,6 +102,9 @@ class Follower:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if len(self.known_aliases) > 1_000_000:
+            self.known_aliases.clear()
+        self.known_aliases |= batch.aliases
         self.stats.events += batch.count
         self.stats.malformed += fetched.malformed
         if self.metadata is not None:
@@ -119,9 +125,10 @@ class Follower:
                           (cursor - 2 * self.margin,))
         return list(fresh.values())
 
-    def schedule(self, fresh: set[str] | None = None) -> None:
+    def schedule(self, fresh: set[str] | None = None, backlog: bool = True) -> None:
         """Top up every build queue; with `fresh`, first put those projects' new
-        releases at the front of their queues."""
+        releases at the front of their queues. `backlog=False` skips the walk
+        through the backlog, which costs more the bigger the catalogue."""
         if self.redis is None:
             return
         if fresh:
@@ -130,6 +137,9 @@ class Follower:
                     self.conn, self.redis, abi, self.depth, self.job_timeout,
                     metadata=self.metadata is not None, fresh=fresh,
                     retries=self.retries).queued
+        if not backlog:
+            return
+        self._last_backlog = time.monotonic()
         for abi in self.disabled_abis:
             if dropped := drain(self.redis, abi):
                 log.info("dropped %d queued builds for end-of-life %s", dropped, abi)
@@ -164,8 +174,10 @@ class Follower:
         if batch.touched and self.redis is not None:
             request_publish(self.redis, batch.touched)
         # Live (caught up), a release goes straight to the front of the queues;
-        # while a backlog is replayed, the usual priority order decides.
-        self.schedule(fresh=batch.released if fetched.caught_up else None)
+        # while a backlog is replayed, the usual priority order decides. Each pass
+        # looks at the new releases; the backlog is walked every BACKLOG_INTERVAL.
+        self.schedule(fresh=batch.released if fetched.caught_up else None,
+                      backlog=time.monotonic() - self._last_backlog >= BACKLOG_INTERVAL)
         self.progress(self.stats)
         return fetched
 

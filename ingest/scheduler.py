@@ -39,11 +39,11 @@ PUBLISH_FUNCTION = "publish.jobs.publish_project"
 PI_PYTHONS = {"cp34m": "3.4.2", "cp35m": "3.5.3", "cp37m": "3.7.3", "cp39": "3.9.2",
               "cp311": "3.11.2", "cp313": "3.13.5"}
 
-CANDIDATES = """
+_SELECT = """
 SELECT v.project, v.version, v.requires_python,
        MAX(v.removed_key, p.deleted_key) AS incarnation
-FROM live_versions v
-JOIN live_projects p ON p.name = v.project
+"""
+_WHERE = """
 WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
   AND (v.metadata_state IS NOT NULL OR :metadata = 0)
   AND EXISTS (SELECT 1 FROM live_files f
@@ -52,8 +52,22 @@ WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
                   WHERE b.project = v.project AND b.version = v.version AND b.abi = :abi)
   AND NOT EXISTS (SELECT 1 FROM skips s
                   WHERE s.project = v.project AND s.version = v.version AND s.abi = :abi)
-  AND (:projects IS NULL OR v.project IN (SELECT value FROM json_each(:projects)))
+"""
+# The backlog, newest release first: walks the released index.
+CANDIDATES = _SELECT + """
+FROM live_versions v JOIN live_projects p ON p.name = v.project
+""" + _WHERE + """
 ORDER BY v.released DESC, v.project, v.version
+LIMIT :limit OFFSET :offset
+"""
+# Only the named projects' releases: looked up by name (the + keeps SQLite from
+# walking the released index instead).
+FRESH_CANDIDATES = _SELECT + """
+FROM json_each(:projects) AS fresh
+JOIN live_versions v ON v.project = fresh.value
+JOIN live_projects p ON p.name = v.project
+""" + _WHERE + """
+ORDER BY +v.released DESC, v.project, v.version
 LIMIT :limit OFFSET :offset
 """
 
@@ -114,10 +128,13 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
     result = ScheduleResult(abi, 0, waiting)
     offset = 0
     while wanted > 0:
-        rows = catalogue.execute(CANDIDATES, {
-            "abi": abi, "metadata": int(metadata), "limit": wanted * 2, "offset": offset,
-            "projects": None if fresh is None else json.dumps(sorted(fresh)),
-        }).fetchall()
+        params = {"abi": abi, "metadata": int(metadata), "limit": wanted * 2,
+                  "offset": offset}
+        if fresh is None:
+            rows = catalogue.execute(CANDIDATES, params).fetchall()
+        else:
+            rows = catalogue.execute(FRESH_CANDIDATES,
+                                     {**params, "projects": json.dumps(sorted(fresh))}).fetchall()
         if not rows:
             break
         offset += len(rows)

@@ -18,7 +18,7 @@ EVENTS = 120_000
 
 def ingest(data: Path, redis_url: str, *args: str) -> subprocess.Popen:
     env = dict(os.environ, WHEELWRIGHT_DATA=str(data), REDIS_URL=redis_url,
-               WHEELWRIGHT_ABIS="cp311")
+               WHEELWRIGHT_ABIS="cp311", WHEELWRIGHT_REPLAY_CHUNK="10000")
     return subprocess.Popen([sys.executable, "-m", "ingest", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
