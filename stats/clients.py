@@ -9,27 +9,14 @@ future hashes from past ones.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from pathlib import Path
 
-KEY_FILE = Path("secrets") / "stats-client-key"
+from worker.settings import data_secret
 
 
 def client_key(data_dir: Path) -> bytes:
-    """The hashing key, made on first use (mode 0600, in a 0700 directory)."""
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        # Two processes may race here; the rename makes one of them win whole.
-        if not path.exists():
-            tmp.rename(path)
-        else:
-            tmp.unlink()
-    return bytes.fromhex(path.read_text().strip())
+    """The hashing key, made on first use in DATA/secrets/stats-client-key."""
+    return bytes.fromhex(data_secret(data_dir, "stats-client-key"))
 
 
 class ClientHasher:

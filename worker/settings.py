@@ -194,13 +194,13 @@ class Settings:
         return tokens
 
 
-def local_worker_token(data_dir: Path) -> str:
-    """The token shared by the embedded intake and the local worker, made once."""
-    path = data_dir / "secrets" / "worker-token"
+def data_secret(data_dir: Path, name: str) -> str:
+    """A random secret kept in DATA/secrets/<name> (mode 0600), made on first use."""
+    path = data_dir / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_urlsafe(32))
+        tmp.write_text(secrets.token_hex(32))
         tmp.chmod(0o600)
         # Two processes may race here; the rename makes one of them win whole.
         if not path.exists():
@@ -208,6 +208,11 @@ def local_worker_token(data_dir: Path) -> str:
         else:
             tmp.unlink()
     return path.read_text().strip()
+
+
+def local_worker_token(data_dir: Path) -> str:
+    """The token shared by the embedded intake and the local worker."""
+    return data_secret(data_dir, "worker-token")
 
 
 def load(env: dict[str, str] | None = None) -> Settings:
