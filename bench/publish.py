@@ -4,19 +4,26 @@
 
 Generates a catalogue of PROJECTS projects with five wheels each (three releases,
 armv7l for cp39 and cp311), then measures:
-  - a full rebuild of www/ (`publish write`) in projects/s;
+  - a full rebuild of www/ (`publish write`) into an empty directory, RUNS times;
+  - a rebuild of the last tree with nothing changed;
   - one-project incremental publishes (a summary changed) in ms;
   - requests/s for simple pages (pip's Accept header, keep-alive, wrk on loopback)
     from `publish serve` and from Debian's nginx with publish/nginx.conf, serving
     the same www/ in the same run.
-Needs wrk and nginx (apt-get install wrk nginx). Prints one JSON summary at the end."""
+Needs wrk and nginx (apt-get install wrk nginx). Prints the load average before each
+measurement and one JSON summary at the end.
+
+Each full rebuild writes into a new directory and the trees are deleted only at the
+end: on ext4 without a journal (this machine's disk) the kernel skips inodes freed in
+the last half minute or so when it allocates new ones, so creating files right after
+deleting a few hundred thousand runs several times slower than on a quiet disk. That
+would measure the previous run's cleanup, not the rebuild."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -76,11 +83,17 @@ def generate(conn, projects: int) -> None:
     conn.execute("COMMIT")
 
 
-def full_rebuild(conn, www: Path) -> float:
-    shutil.rmtree(www, ignore_errors=True)
+def full_rebuild(conn, www: Path, processes: int | None) -> float:
+    """Seconds to write every page into `www`, which must not exist yet."""
+    assert not www.exists(), www
     start = time.perf_counter()
-    index.publish_all(conn, www, SITE)
+    index.publish_all(conn, www, SITE, processes=processes)
     return time.perf_counter() - start
+
+
+def load() -> float:
+    """The one-minute load average: other work on the machine skews every figure."""
+    return round(os.getloadavg()[0], 2)
 
 
 def incremental(conn, www: Path, projects: int, runs: int = 50) -> list[float]:
@@ -169,25 +182,32 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--processes", type=int,
+                        help="processes for a rebuild (default: publish_all's choice)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wheelwright-bench-") as tmp:
         data = Path(tmp)
-        www = data / "www"
         conn = catalogue.connect(data / "catalogue.db")
         start = time.perf_counter()
         generate(conn, args.projects)
         wheels = conn.execute("SELECT COUNT(*) FROM wheels").fetchone()[0]
         print(f"generated {args.projects:,} projects, {wheels:,} wheels in "
               f"{time.perf_counter() - start:.1f} s", flush=True)
-        rebuilds = []
+        rebuilds, loads = [], []
         for run in range(args.runs):
-            rebuilds.append(full_rebuild(conn, www))
+            www = data / f"www-{run + 1}"
+            loads.append(load())
+            rebuilds.append(full_rebuild(conn, www, args.processes))
             print(f"full rebuild {run + 1}: {rebuilds[-1]:.1f} s "
-                  f"({args.projects / rebuilds[-1]:,.0f} projects/s)", flush=True)
+                  f"({args.projects / rebuilds[-1]:,.0f} projects/s; load before "
+                  f"{loads[-1]}, after {load()})", flush=True)
+        www = www.rename(data / "www")  # where `publish serve` looks for it
+        unchanged_load = load()
         start = time.perf_counter()
-        index.publish_all(conn, www, SITE)
+        index.publish_all(conn, www, SITE, processes=args.processes)
         unchanged = time.perf_counter() - start
-        print(f"full rebuild with nothing changed: {unchanged:.1f} s", flush=True)
+        print(f"full rebuild with nothing changed: {unchanged:.1f} s (load before "
+              f"{unchanged_load})", flush=True)
         increments = incremental(conn, www, args.projects)
         print(f"incremental publish: median {statistics.median(increments):.2f} ms",
               flush=True)
@@ -211,7 +231,11 @@ def main() -> None:
             "projects": args.projects, "wheels": wheels,
             "full_rebuild_s": round(statistics.median(rebuilds), 1),
             "full_rebuild_projects_per_s": round(args.projects / statistics.median(rebuilds)),
+            "full_rebuild_runs_s": [round(r, 1) for r in rebuilds],
+            "load_before_rebuilds": loads,
+            "processes": args.processes or index.default_processes(args.projects),
             "unchanged_rebuild_s": round(unchanged, 1),
+            "load_before_unchanged": unchanged_load,
             "incremental_ms": round(statistics.median(increments), 2),
             "nginx_rps": round(nginx),
             **{f"{k}_rps": round(statistics.median(v)) for k, v in rates.items()

@@ -20,7 +20,7 @@ from ingest.events import Batch, Event, MalformedEvent
 
 log = logging.getLogger("ingest")
 
-FILE_CHUNK = 100_000  # events per read of a file, and so per transaction
+FILE_CHUNK = 50_000  # events per read of a file, and so per transaction
 
 
 class SourceUnavailable(Exception):

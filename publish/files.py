@@ -35,12 +35,13 @@ def _create(path: str, data: bytes) -> None:
 def _holds(path: str, data: bytes) -> bool:
     """True if the file at `path` holds exactly `data` (False if there is none)."""
     try:
-        if os.stat(path).st_size != len(data):
-            return False
-        with open(path, "rb") as f:
-            return f.read() == data
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    try:
+        return os.fstat(fd).st_size == len(data) and os.read(fd, len(data)) == data
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path | str, data: bytes) -> bool:

@@ -69,10 +69,13 @@ def publish_project(conn: sqlite3.Connection, www: Path, site: pages.Site, name:
     return outcome
 
 
-def write_project(www: Path, site: pages.Site, project: Project) -> int:
+def write_project(www: Path, site: pages.Site, project: Project,
+                  present: Callable[[str, str], bool] | None = None) -> int:
     """Write the project's simple pages, aliases and people's pages; the number of
     files that changed. A project without directories yet (every project of a
-    rebuild into an empty www/) gets each directory whole, with no file compared."""
+    rebuild into an empty www/) gets each directory whole, with no file compared.
+    present(top, name) tells whether www/top/name exists (default: ask the file
+    system); a rebuild answers from one listing of each top directory."""
     listed = simple.expand_aliases(simple.listing(project))
     index_files = {"index.html": simple.project_html(project, listed).encode(),
                    "index.json": simple.project_json(project, listed).encode()}
@@ -81,7 +84,8 @@ def write_project(www: Path, site: pages.Site, project: Project) -> int:
     written = 0
     for top, files in (("simple", index_files), ("project", page_files)):
         directory = inside_str(www, top, project.name)
-        if not os.path.isdir(directory) and write_directory(directory, files):
+        exists = present(top, project.name) if present else os.path.isdir(directory)
+        if not exists and write_directory(directory, files):
             written += len(files)
             continue
         if top == "simple":
@@ -214,9 +218,7 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
     Projects are split into ranges of names written by parallel processes: writing
     is bound as much by the file system's latency as by the CPU."""
     names = live_names(conn)
-    if processes is None:
-        processes = min(2 * (os.cpu_count() or 1), max(1, len(names) // 5000))
-    shards = _shards(names, processes)
+    shards = _shards(names, default_processes(len(names)) if processes is None else processes)
     if len(shards) == 1:
         _publish_range(conn, www, site, *shards[0])
     else:
@@ -246,6 +248,13 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
     return len(names)
 
 
+def default_processes(projects: int) -> int:
+    """One process per core, none for a few thousand projects (starting one costs
+    more). More processes than cores only add switching: measured on 2 cores, the
+    kernel's work of making inodes and the rendering are both CPU, not waiting."""
+    return min(os.cpu_count() or 1, max(1, projects // 5000))
+
+
 def _shards(names: list[str], count: int) -> list[tuple[str | None, str | None]]:
     """`count` ranges of names [first, last) covering every name."""
     if count <= 1 or len(names) < count:
@@ -264,11 +273,22 @@ def _publish_range_in(database: str, www: Path, site: pages.Site, first: str | N
 
 def _publish_range(conn: sqlite3.Connection, www: Path, site: pages.Site, first: str | None,
                    last: str | None) -> None:
+    listed = {top: _entries(www / top) for top in ("simple", "project")}
+    present = lambda top, name: name in listed[top]  # noqa: E731
     for project in load_all(conn, first, last):
         if not is_valid_name(project.name):
             continue
         remove_orphans(conn, www, project)
-        write_project(www, site, project)
+        write_project(www, site, project, present)
+
+
+def _entries(directory: Path) -> frozenset[str]:
+    """The names in a directory, none if it does not exist: one listing instead of a
+    stat per project. A directory made after it is found when its rename fails."""
+    try:
+        return frozenset(os.listdir(directory))
+    except FileNotFoundError:
+        return frozenset()
 
 
 DEAD_WHEELS = "SELECT filename FROM wheels WHERE project NOT IN (SELECT name FROM live_projects)"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from html import escape
-from urllib.parse import quote
 
 from publish.releases import Project, Release, Wheel
-from publish.simple import armv6l_name
+from publish.simple import COMPACT_JSON, armv6l_name
+from publish.simple import escape_html as escape
+from publish.simple import quote_url as quote
 
 
 @dataclass
@@ -251,13 +251,13 @@ def project_json(site: Site, project: Project) -> str:
             "skip_reason": release.skip_reason or project.skip_reason or "",
             "files": dict(sorted(files.items())),
         }
-    return json.dumps({
+    return COMPACT_JSON.encode({
         "package": project.name,
         "summary": project.summary or "",
         "pypi_url": pypi_project_url(site, project),
         "piwheels_url": f"{site.public_url}project/{project.name}/",
         "releases": releases,
-    }, separators=(",", ":"), ensure_ascii=False) + "\n"
+    }) + "\n"
 
 
 def home_page(site: Site, totals: Totals, recent: list[RecentBuild]) -> str:

@@ -143,7 +143,7 @@ def _query(table: str, where: str) -> str:
 def load_project(conn: sqlite3.Connection, name: str) -> Project | None:
     """The live project `name` with its releases, builds and wheels; None if it is not
     live. Wheels and builds of releases that are gone come back as orphans."""
-    rows = {table: conn.execute(_query(table, "one"), (name,)).fetchall()
+    rows = {table: _rows(conn, _query(table, "one"), (name,)).fetchall()
             for table in QUERIES}
     if not rows["projects"]:
         return None
@@ -161,19 +161,27 @@ def load_all(conn: sqlite3.Connection, first: str | None = None, last: str | Non
         where, args = "from", (first,)
     elif last is not None:
         where, args = "before", (last,)
-    cursors = {table: _Groups(conn.execute(_query(table, where), args))
+    cursors = {table: _Groups(_rows(conn, _query(table, where), args))
                for table in QUERIES if table != "projects"}
-    for project in conn.execute(_query("projects", where), args):
+    for project in _rows(conn, _query("projects", where), args):
         rows = {table: groups.take(project[0]) for table, groups in cursors.items()}
         yield _assemble(project, rows)
 
 
 def orphans_of_dead_project(conn: sqlite3.Connection, name: str) -> Project:
     """Everything we built for a project that is no longer live, as orphans."""
-    rows = {table: conn.execute(_query(table, "one"), (name,)).fetchall()
+    rows = {table: _rows(conn, _query(table, "one"), (name,)).fetchall()
             for table in QUERIES if table != "projects"}
     project = _assemble((name, name, None, None), {**rows, "versions": [], "sources": []})
     return project
+
+
+def _rows(conn: sqlite3.Connection, sql: str, args: tuple) -> sqlite3.Cursor:
+    """The rows as plain tuples, whatever the connection's row factory: a rebuild
+    reads millions of them by position."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(sql, args)
 
 
 class _Groups:

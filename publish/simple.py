@@ -5,6 +5,7 @@ and 700 (versions, size, upload time)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
@@ -14,6 +15,22 @@ from publish.releases import Project, Wheel
 API_VERSION = "1.1"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+
+# One encoder for every page: json.dumps with options builds a new one per call.
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+_HTML_SPECIAL = re.compile("[&<>\"']").search
+_URL_PLAIN = re.compile("[A-Za-z0-9_.~/-]*").fullmatch
+
+
+def escape_html(text: str) -> str:
+    """html.escape(text), without its five passes over text that needs none (most)."""
+    return escape(text) if _HTML_SPECIAL(text) else text
+
+
+def quote_url(text: str) -> str:
+    """urllib's quote(text), without its work on text it would leave as it is."""
+    return text if _URL_PLAIN(text) else quote(text)
 
 
 @dataclass
@@ -58,20 +75,18 @@ def with_aliases(wheels: list[Wheel]) -> list[Wheel]:
 def listing(project: Project) -> list[Listed]:
     listed = []
     for release in project.releases:
+        yanked = (release.yank_reason or "") if release.yanked else None
         for wheel in release.wheels:
-            listed.append(Listed(
-                filename=wheel.filename, sha256=wheel.sha256, size=wheel.size,
-                upload_time=wheel.uploaded_at, requires_python=wheel.requires_python,
-                yanked=(release.yank_reason or "") if release.yanked else None,
-                metadata_sha256=wheel.metadata_sha256,
-            ))
+            listed.append(Listed(wheel.filename, wheel.sha256, wheel.size, wheel.uploaded_at,
+                                 wheel.requires_python, yanked, wheel.metadata_sha256))
     return sorted(listed, key=lambda f: f.filename)
 
 
 def expand_aliases(files: list[Listed]) -> list[Listed]:
     names = {f.filename for f in files}
-    extra = [Listed(**{**f.__dict__, "filename": alias}) for f in files
-             if (alias := armv6l_name(f.filename)) and alias not in names]
+    extra = [Listed(alias, f.sha256, f.size, f.upload_time, f.requires_python, f.yanked,
+                    f.metadata_sha256)
+             for f in files if (alias := armv6l_name(f.filename)) and alias not in names]
     return sorted(files + extra, key=lambda f: f.filename)
 
 
@@ -79,40 +94,40 @@ def _head(title: str) -> str:
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n"
         f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
-        f"<title>{escape(title)}</title>\n</head>\n<body>\n"
+        f"<title>{escape_html(title)}</title>\n</head>\n<body>\n"
     )
 
 
 def project_html(project: Project, files: list[Listed]) -> str:
     lines = [_head(f"Links for {project.display_name}"),
-             f"<h1>Links for {escape(project.display_name)}</h1>\n"]
+             f"<h1>Links for {escape_html(project.display_name)}</h1>\n"]
     for f in files:
-        attrs = f'href="{quote(f.filename)}#sha256={f.sha256}"'
+        attrs = f'href="{quote_url(f.filename)}#sha256={f.sha256}"'
         if f.requires_python:
-            attrs += f' data-requires-python="{escape(f.requires_python)}"'
+            attrs += f' data-requires-python="{escape_html(f.requires_python)}"'
         if f.metadata_sha256:
             attrs += (f' data-dist-info-metadata="sha256={f.metadata_sha256}"'
                       f' data-core-metadata="sha256={f.metadata_sha256}"')
         if f.yanked is not None:
-            attrs += f' data-yanked="{escape(f.yanked)}"'
-        lines.append(f"<a {attrs}>{escape(f.filename)}</a><br>\n")
+            attrs += f' data-yanked="{escape_html(f.yanked)}"'
+        lines.append(f"<a {attrs}>{escape_html(f.filename)}</a><br>\n")
     lines.append("</body>\n</html>\n")
     return "".join(lines)
 
 
 def project_json(project: Project, files: list[Listed]) -> str:
-    return json.dumps({
+    return COMPACT_JSON.encode({
         "meta": {"api-version": API_VERSION},
         "name": project.name,
         "versions": sorted({r.version for r in project.releases if r.wheels}),
         "files": [_file_json(f) for f in files],
-    }, separators=(",", ":"), ensure_ascii=False) + "\n"
+    }) + "\n"
 
 
 def _file_json(f: Listed) -> dict:
-    entry = {
+    return {
         "filename": f.filename,
-        "url": quote(f.filename),
+        "url": quote_url(f.filename),
         "hashes": {"sha256": f.sha256},
         "requires-python": f.requires_python,
         "yanked": (f.yanked or True) if f.yanked is not None else False,
@@ -120,7 +135,6 @@ def _file_json(f: Listed) -> dict:
         "size": f.size,
         "upload-time": f.upload_time,
     }
-    return entry
 
 
 def root_html(names: list[str]) -> str:
