@@ -215,8 +215,9 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
     """Rewrite all of www/ from the catalogue (unchanged files are left alone) and
     remove what belongs to projects that are gone. The number of live projects.
 
-    Projects are split into ranges of names written by parallel processes: writing
-    is bound as much by the file system's latency as by the CPU."""
+    Projects are split into ranges of names written by parallel processes, one per
+    core by default: rendering and the kernel's work of making directories and files
+    both keep a core busy."""
     names = live_names(conn)
     shards = _shards(names, default_processes(len(names)) if processes is None else processes)
     if len(shards) == 1:
