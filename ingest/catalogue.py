@@ -94,7 +94,7 @@ MIGRATIONS: list[str] = [
         WHERE project = NEW.project AND version = NEW.version AND abi = NEW.abi;
     END;
     CREATE TABLE wheels (
-        filename        TEXT PRIMARY KEY,
+        filename        TEXT NOT NULL PRIMARY KEY,
         project         TEXT NOT NULL,
         version         TEXT NOT NULL,
         builder_abi     TEXT NOT NULL,
