@@ -56,13 +56,18 @@ def write_atomic(path: Path | str, data: bytes) -> bool:
     except FileNotFoundError:  # the first file of a new directory
         os.makedirs(os.path.dirname(path), exist_ok=True)
         _create(tmp, data)
+    _replace(tmp, path)
+    return True
+
+
+def _replace(tmp: str, path: str) -> None:
+    """Rename `tmp` over `path`, leaving no temporary file behind if that fails."""
     try:
         os.replace(tmp, path)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return True
 
 
 def write_directory(path: Path | str, files: dict[str, bytes]) -> bool:
@@ -109,12 +114,7 @@ def link_atomic(path: Path | str, target: str) -> bool:
         pass
     tmp = _temporary_name(path)
     os.symlink(target, tmp)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    _replace(tmp, path)
     return True
 
 
