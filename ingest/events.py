@@ -83,14 +83,6 @@ class Event:
     version: str | None
     action: str
 
-    @property
-    def key(self) -> int:
-        return order_key(self.serial, self.timestamp)
-
-    @property
-    def project(self) -> str:
-        return canonical(self.name)
-
     @classmethod
     def from_row(cls, row: dict | list | tuple) -> Event:
         """From a replay-file object or an XML-RPC row [name, version, timestamp,
