@@ -56,6 +56,9 @@ class BuildWorker(Worker):
 
 
 def _worker_lost(signum, frame) -> None:
+    # Once is enough: a second SIGTERM (they do come) landing in the cleanup or in
+    # rq's failure handling would leave the job neither retried nor failed.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise WorkerLost("the worker process died during the build")
 
 
