@@ -11,6 +11,7 @@ import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from packaging.utils import canonicalize_name
 
@@ -50,29 +51,31 @@ def fields_of(row: dict | list | tuple) -> tuple[int, int, str, str | None, str]
     """(serial, timestamp, name, version, action) of a row, checked; MalformedEvent
     for anything else."""
     # type() rather than isinstance(): True is an int to isinstance, not a serial.
-    if type(row) in (list, tuple):
-        if len(row) != 5:
-            raise MalformedEvent(f"want 5 fields, got {len(row)}")
-        name, version, timestamp, action, serial = row
-    elif type(row) is dict:
+    if type(row) is dict:
         try:
             serial, timestamp = row["serial"], row["timestamp"]
             name, version, action = row["name"], row.get("version"), row["action"]
         except KeyError as missing:
             raise MalformedEvent(f"missing {missing}") from None
+    elif type(row) in (list, tuple):
+        if len(row) != 5:
+            raise MalformedEvent(f"want 5 fields, got {len(row)}")
+        name, version, timestamp, action, serial = row
     else:
         raise MalformedEvent("an event is an object")
     if type(serial) is not int or serial < 0:
         raise MalformedEvent(f"bad serial {serial!r}")
-    if type(timestamp) not in (int, float):
-        raise MalformedEvent(f"bad timestamp {timestamp!r}")
-    if type(name) is not str or not 0 < len(name) <= 200 or not name.strip():
+    if type(timestamp) is not int:
+        if type(timestamp) is not float:
+            raise MalformedEvent(f"bad timestamp {timestamp!r}")
+        timestamp = int(timestamp)
+    if type(name) is not str or not 0 < len(name) <= 200 or not (name := name.strip()):
         raise MalformedEvent(f"bad name {name!r}")
     if version is not None and (type(version) is not str or len(version) > 200):
         raise MalformedEvent(f"bad version {version!r}")
     if type(action) is not str:
         raise MalformedEvent(f"bad action {action!r}")
-    return serial, int(timestamp), name.strip(), version or None, action
+    return serial, timestamp, name, version or None, action
 
 
 @dataclass(slots=True)
@@ -88,14 +91,6 @@ class Event:
         """From a replay-file object or an XML-RPC row [name, version, timestamp,
         action, serial]; anything else raises MalformedEvent."""
         return cls(*fields_of(row))
-
-
-@dataclass(slots=True)
-class Change:
-    """What one event does, in catalogue terms."""
-
-    kind: str  # a group name of ACTION_RE
-    filename: str | None = None
 
 
 # One anchored pattern, one alternative per action. Owner and role changes come
@@ -120,18 +115,20 @@ NEEDS_VERSION = frozenset({"release", "source", "binary", "remove_file", "remove
 FILE_KINDS = frozenset({"source", "binary", "remove_file"})
 
 
-def classify(event: Event) -> Change | None:
-    """The change an event makes, or None when it changes nothing we keep."""
+def classify(event: Event) -> tuple[str, str | None] | None:
+    """(kind, file name) of the change an event makes, or None when it changes
+    nothing we keep. The kind is a group name of ACTION_RE."""
     return classify_action(event.action, event.version, event.serial)
 
 
-_EXACT: dict[str, str | None] = {}  # actions without a file name: their kind (or None)
+_ACTIONS: dict[str, str] = {}  # actions without a file name, and their kinds
 
 
-def classify_action(action: str, version: str | None, serial: int) -> Change | None:
-    kind = _EXACT.get(action, "") if len(action) < 40 else ""
+def classify_action(action: str, version: str | None,
+                    serial: int) -> tuple[str, str | None] | None:
+    kind = _ACTIONS.get(action)
     filename = None
-    if kind == "":
+    if kind is None:
         match = ACTION_RE.match(action)
         if match is None:
             log.info("serial %d: unknown action %r skipped", serial, action)
@@ -139,115 +136,131 @@ def classify_action(action: str, version: str | None, serial: int) -> Change | N
         kind = match.lastgroup
         if kind in FILE_KINDS:
             filename = match.group(kind)
-        elif len(_EXACT) < 10_000:  # a few spellings, and owner changes by name
-            _EXACT[action] = None if kind == "ignore" else kind
-    if kind is None or kind == "ignore":
+        elif len(_ACTIONS) < 10_000:  # a few spellings, and owner changes by name
+            _ACTIONS[action] = kind
+    if kind == "ignore":
         return None
     if kind == "remove":  # the old spelling: a project when no version is given
         kind = "remove_project" if version is None else "remove_release"
-    if kind in NEEDS_VERSION and version is None:
+    if version is None and kind in NEEDS_VERSION:
         log.warning("serial %d: %r needs a version; skipped", serial, action)
         return None
-    return Change(kind, filename)
+    return kind, filename
 
 
 class Batch:
     """Many events folded into one row per project, version and file (each column
     the maximum of its keys), written with one executemany per table. Folding
     first is what makes long replays fast, and it is exact because every column
-    is a max-register."""
+    is a max-register. Rows are lists in their table's column order (see the
+    UPSERT statements), ready to be written."""
 
     def __init__(self) -> None:
-        self.projects: dict[str, list] = {}  # name: [display_key, display, seen, deleted]
+        # [name, display_name, display_key, seen_key, deleted_key]
+        self.projects: dict[str, list] = {}
+        self.spellings: dict[str, list] = {}  # the same rows, by each spelling seen
         self.aliases: set[tuple[str, str]] = set()
-        self.versions: dict[tuple[str, str], list] = {}  # [seen, removed, yank, unyank,
-        #                                                   released_rank, timestamp]
-        self.files: dict[tuple[str, str, str], list] = {}  # [kind, seen, removed]
+        # [project, version, seen_key, removed_key, yank_key, unyank_key,
+        #  released_rank, released (a timestamp)]
+        self.versions: dict[tuple[str, str], list] = {}
+        # [project, version, filename, kind, seen_key, removed_key]
+        self.files: dict[tuple[str, str, str], list] = {}
         self.touched: set[str] = set()  # projects whose pages deletions or yanks change
         self.released: set[str] = set()  # projects with new releases or source files
         self.count = 0  # events read into the batch, including those that change nothing
-        self.newest: tuple[int, int] | None = None  # (serial, timestamp) of the newest
+        self.newest_serial = -1  # and its timestamp: the newest event read
+        self.newest_timestamp = 0
 
     def add(self, event: Event) -> None:
         self._fold(event.serial, event.timestamp, event.name, event.version, event.action)
 
-    def add_row(self, row: dict | list | tuple) -> None:
-        """Fold a raw row without making an Event of it (the replay fast path);
-        MalformedEvent for a row that is not an event."""
-        self._fold(*fields_of(row))
+    def add_rows(self, rows: list) -> None:
+        """Fold raw rows without making Events of them (the replay fast path): all
+        of them, or, when one is not an event, none (MalformedEvent)."""
+        fold = self._fold
+        for serial, timestamp, name, version, action in [fields_of(row) for row in rows]:
+            fold(serial, timestamp, name, version, action)
 
     def _fold(self, serial: int, timestamp: int, name: str, version: str | None,
               action: str) -> None:
+        # The hot loop of a replay: plain comparisons rather than max() calls.
         self.count += 1
-        if self.newest is None or serial > self.newest[0]:
-            self.newest = (serial, timestamp)
+        if serial > self.newest_serial:
+            self.newest_serial, self.newest_timestamp = serial, timestamp
         change = classify_action(action, version, serial)
         if change is None:
             return
-        # The hot loop of a replay: plain comparisons rather than max() calls.
-        kind, key = change.kind, order_key(serial, timestamp)
-        project = _CANONICAL.get(name) or canonical(name)
-        row = self.projects.get(project)
-        if row is None:
-            row = self.projects[project] = [key, name, 0, 0]
-            self.aliases.add((project, name))
-        elif key > row[0]:
-            row[0], row[1] = key, name
-            self.aliases.add((project, name))
-        elif name != row[1]:
-            self.aliases.add((project, name))
-        if kind in SHOWS:
-            if key > row[2]:
-                row[2] = key
-            if kind == "project":
-                return
-            self.released.add(project)
-        elif kind == "remove_project":
+        kind, filename = change
+        key = order_key(serial, timestamp)
+        row = self.spellings.get(name)
+        if row is None:  # a spelling new to this batch (_project records the alias)
+            row = self.spellings[name] = self._project(name, key)
+        if key > row[2]:
+            row[1], row[2] = name, key
+        project = row[0]
+        if kind == "project":
             if key > row[3]:
                 row[3] = key
+            return
+        if kind == "remove_project":
+            if key > row[4]:
+                row[4] = key
             self.touched.add(project)
             return
-        else:
-            self.touched.add(project)
         release = self.versions.get((project, version))
         if release is None:
-            release = self.versions[(project, version)] = [0, 0, 0, 0, 0, None]
-        column = VERSION_COLUMN.get(kind, 0)
-        if column is not None and key > release[column]:
-            release[column] = key
-        if column == 0:
+            release = self.versions[(project, version)] = [project, version, 0, 0, 0, 0, 0, None]
+        if kind in SHOWS:
+            if key > row[3]:
+                row[3] = key
+            if key > release[2]:
+                release[2] = key
             # A "new release" event outranks file uploads in saying when it was released.
             rank = key | RELEASE_RANK if kind == "release" else key
-            if rank > release[4]:
-                release[4], release[5] = rank, timestamp
-        if change.filename is not None:
-            self._add_file(project, version, change, key)
+            if rank > release[6]:
+                release[6], release[7] = rank, timestamp
+            self.released.add(project)
+            if filename is not None:
+                file = self._file(project, version, filename)
+                if key > file[4]:
+                    file[3], file[4] = kind, key
+            return
+        self.touched.add(project)
+        if kind == "remove_file":
+            file = self._file(project, version, filename)
+            if key > file[5]:
+                file[5] = key
+        elif key > release[VERSION_COLUMN[kind]]:
+            release[VERSION_COLUMN[kind]] = key
 
-    def _add_file(self, project: str, version: str, change: Change, key: int) -> None:
-        file = self.files.get((project, version, change.filename))
+    def _project(self, name: str, key: int) -> list:
+        project = canonical(name)
+        self.aliases.add((project, name))
+        row = self.projects.get(project)
+        if row is None:
+            row = self.projects[project] = [project, name, key, 0, 0]
+        return row
+
+    def _file(self, project: str, version: str, filename: str) -> list:
+        file = self.files.get((project, version, filename))
         if file is None:
-            guess = "binary" if change.filename.endswith(BINARY_SUFFIXES) else "source"
-            file = self.files[(project, version, change.filename)] = [guess, 0, 0]
-        if change.kind == "remove_file":
-            if key > file[2]:
-                file[2] = key
-        elif key > file[1]:
-            file[0], file[1] = change.kind, key
+            guess = "binary" if filename.endswith(BINARY_SUFFIXES) else "source"
+            file = self.files[(project, version, filename)] = [
+                project, version, filename, guess, 0, 0]
+        return file
 
     def rows(self) -> tuple[list, list, list, list]:
-        return (
-            [(name, r[1], r[0], r[2], r[3]) for name, r in self.projects.items()],
-            list(self.aliases),
-            [(p, v, *r) for (p, v), r in self.versions.items()],
-            [(p, v, f, *r) for (p, v, f), r in self.files.items()],
-        )
+        # A project's rows together: SQLite then finds the pages they go to in its
+        # cache, which pays for the sort several times over.
+        return (sorted(self.projects.values(), key=_FIRST), list(self.aliases),
+                sorted(self.versions.values(), key=_FIRST),
+                sorted(self.files.values(), key=_FIRST))
 
 
+_FIRST = itemgetter(0)
 BINARY_SUFFIXES = (".whl", ".egg", ".exe", ".msi", ".dmg", ".rpm")
-SHOWS = frozenset({"project", "release", "source", "binary"})  # events that say "it exists"
-# The version register each kind raises: 0 seen, 1 removed, 2 yanked, 3 unyanked;
-# removing a file raises none of them.
-VERSION_COLUMN = {"remove_release": 1, "yank": 2, "unyank": 3, "remove_file": None}
+SHOWS = frozenset({"release", "source", "binary"})  # events that say a release exists
+VERSION_COLUMN = {"remove_release": 3, "yank": 4, "unyank": 5}  # in a version row
 RELEASE_RANK = 1 << 62
 
 UPSERT_PROJECTS = """
@@ -284,13 +297,11 @@ ON CONFLICT (project, version, filename) DO UPDATE SET
 """
 
 
-def apply_batch(conn: sqlite3.Connection, batch: Batch,
-                known_aliases: set[tuple[str, str]] | frozenset = frozenset()) -> None:
-    """Write a batch's rows; the caller owns the transaction. `known_aliases` are
-    spellings the caller knows the catalogue holds already (most events repeat one)."""
+def apply_batch(conn: sqlite3.Connection, batch: Batch) -> None:
+    """Write a batch's rows; the caller owns the transaction."""
     projects, aliases, versions, files = batch.rows()
     conn.executemany(UPSERT_PROJECTS, projects)
-    conn.executemany(UPSERT_ALIASES, [a for a in aliases if a not in known_aliases])
+    conn.executemany(UPSERT_ALIASES, aliases)
     conn.executemany(UPSERT_VERSIONS, versions)
     conn.executemany(UPSERT_FILES, files)
 

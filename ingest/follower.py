@@ -21,6 +21,7 @@ from redis import Redis
 from ingest.catalogue import get_state, set_state
 from ingest.events import Batch, Event, apply_batch, batch_of
 from ingest.metadata import MetadataFetcher
+from ingest.reading import collector_paused
 from ingest.scheduler import drain, request_publish, sweep_abandoned, top_up
 from ingest.sources import Fetched, Source, SourceUnavailable
 
@@ -75,7 +76,6 @@ class Follower:
     backoff: Backoff = field(default_factory=Backoff)
     progress: Callable[[FollowStats], None] = lambda _: None
     stats: FollowStats = field(default_factory=FollowStats)
-    known_aliases: set[tuple[str, str]] = field(default_factory=set)  # committed already
     _last_missing_check: float = 0.0
     _last_backlog: float = 0.0
 
@@ -90,11 +90,11 @@ class Follower:
                 if self.source.rereads:
                     events = self._unseen(events, int(fetched.cursor))
                 batch = batch_of(events)
-            apply_batch(conn, batch, self.known_aliases)
+            apply_batch(conn, batch)
             set_state(conn, self.source.state_key, fetched.cursor)
-            if batch.newest is not None:
+            if batch.count:
                 set_state(conn, STATUS_KEY, json.dumps({
-                    "serial": batch.newest[0], "timestamp": batch.newest[1],
+                    "serial": batch.newest_serial, "timestamp": batch.newest_timestamp,
                     "upstream_serial": fetched.newest_serial, "applied_at": time.time(),
                     "rate": round(self.stats.rate),
                 }))
@@ -102,9 +102,6 @@ class Follower:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        if len(self.known_aliases) > 1_000_000:
-            self.known_aliases.clear()
-        self.known_aliases |= batch.aliases
         self.stats.events += batch.count
         self.stats.malformed += fetched.malformed
         if self.metadata is not None:
@@ -155,8 +152,9 @@ class Follower:
     def _active_abis(self) -> list[str]:
         return [abi for abi in self.abis if abi not in self.disabled_abis]
 
-    def step(self) -> Fetched | None:
-        """One pass; None when the source could not answer (the caller pauses)."""
+    def step(self) -> bool | None:
+        """One pass: whether it caught up with the source, or None when the source
+        could not answer (the caller pauses)."""
         self.stats.passes += 1
         if self.metadata is not None:
             self.metadata.collect(self.conn)
@@ -179,17 +177,20 @@ class Follower:
         self.schedule(fresh=batch.released if fetched.caught_up else None,
                       backlog=time.monotonic() - self._last_backlog >= BACKLOG_INTERVAL)
         self.progress(self.stats)
-        return fetched
+        return fetched.caught_up
 
     def run(self, until_caught_up: bool = False, interval: float = 1.0,
             stop: Callable[[], bool] = lambda: False) -> FollowStats:
         """Follow until stopped (or, with until_caught_up, until nothing is left)."""
         self.schedule()
         while not stop():
-            fetched = self.step()
-            if fetched is None:
+            # The batch is gone by the time the collector resumes, so it never
+            # traverses it; and step() returns no batch: one at a time in memory.
+            with collector_paused():
+                caught_up = self.step()
+            if caught_up is None:
                 _pause(self.backoff.next(), stop)
-            elif fetched.caught_up:
+            elif caught_up:
                 if until_caught_up:
                     self.finish()
                     break

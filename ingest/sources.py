@@ -7,7 +7,6 @@ state it covers."""
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
 import logging
 import xmlrpc.client
@@ -17,10 +16,11 @@ from typing import Protocol
 from xml.parsers.expat import ExpatError
 
 from ingest.events import Batch, Event, MalformedEvent
+from ingest.reading import read_chunks
 
 log = logging.getLogger("ingest")
 
-FILE_CHUNK = 50_000  # events per read of a file, and so per transaction
+FILE_CHUNK = 350_000  # events per read of a file, and so per transaction (about)
 
 
 class SourceUnavailable(Exception):
@@ -60,46 +60,47 @@ class FileSource:
         self.state_key = f"file-offset:{self.path.resolve()}"
 
     def fetch(self, cursor: str | None) -> Fetched:
+        """About `chunk` events from the cursor on, folded as they are parsed: a
+        block of lines at a time, so that memory holds the folded rows and one
+        block, however many events a fetch covers."""
         offset = int(cursor or 0)
         if offset > self.path.stat().st_size:
             log.warning("%s is shorter than before: reading it from the start", self.path)
             offset = 0
+        batch, malformed, caught_up = Batch(), 0, True
         with self.path.open("rb") as f:
-            f.seek(offset)
-            lines = list(itertools.islice(f, self.chunk))
-        if lines and not lines[-1].endswith(b"\n"):
-            lines.pop()  # still being written: the next fetch reads it whole
-        batch, malformed = _fold_lines(lines, offset, self.path)
-        offset += sum(map(len, lines))
-        return Fetched([], str(offset), len(lines) < self.chunk, malformed, batch=batch)
+            for block in read_chunks(f, offset):
+                if not block.endswith(b"\n"):
+                    break  # a line still being written: the next fetch reads it whole
+                malformed += _fold_block(batch, block, offset, self.path)
+                offset += len(block)
+                if batch.count + malformed >= self.chunk:
+                    caught_up = False
+                    break
+        return Fetched([], str(offset), caught_up, malformed, batch=batch)
 
 
-def _fold_lines(lines: list[bytes], offset: int, path: Path) -> tuple[Batch, int]:
-    """Fold JSON lines into a batch, with no Event objects on the way: the replay's
-    fast path. The chunk is parsed as one JSON array (one call into the C parser);
-    only a chunk with a bad line is read line by line, to skip just that line."""
-    batch = Batch()
-    rows = [line for line in lines if line.strip()]
+def _fold_block(batch: Batch, block: bytes, offset: int, path: Path) -> int:
+    """Fold a block of whole lines into the batch; return how many lines were
+    malformed (and skipped). The block is parsed as one JSON array, one call into
+    the C parser; only a block with a bad line is read line by line."""
     try:
-        parsed = json.loads(b"[" + b",".join(rows) + b"]")
-        if len(parsed) == len(rows):
-            for row in parsed:
-                batch.add_row(row)
-            return batch, 0
+        rows = json.loads(b"[" + block.rstrip(b"\n").replace(b"\n", b",") + b"]")
+        if len(rows) == block.count(b"\n"):  # else a blank line, or two values on one
+            batch.add_rows(rows)
+            return 0
     except (ValueError, MalformedEvent):
-        batch = Batch()
+        pass
     malformed = 0
-    for line in lines:
-        offset += len(line)
-        if not line.strip():
-            continue
-        try:
-            batch.add_row(json.loads(line))
-        except (ValueError, MalformedEvent) as error:
-            malformed += 1
-            log.warning("%s: skipping malformed event at byte %d: %s", path,
-                        offset - len(line), error)
-    return batch, malformed
+    for line in block[:-1].split(b"\n"):
+        if line.strip():
+            try:
+                batch.add_rows([json.loads(line)])
+            except (ValueError, MalformedEvent) as error:
+                malformed += 1
+                log.warning("%s: skipping malformed event at byte %d: %s", path, offset, error)
+        offset += len(line) + 1
+    return malformed
 
 
 class _TimeoutTransport(xmlrpc.client.SafeTransport):

@@ -27,7 +27,8 @@ from typing import BinaryIO
 
 import sqlite_utils
 
-from stats.loader import CHUNK, LoadResult, Parser, fingerprint, first_line, open_log
+from ingest.reading import BLOCK
+from stats.loader import LoadResult, Parser, fingerprint, first_line, open_log
 from stats.store import source_offset, write_batch
 
 
@@ -126,7 +127,7 @@ class Follower:
         lines = 0
         tail.handle.seek(tail.offset)
         while True:
-            data = tail.handle.read(CHUNK)
+            data = tail.handle.read(BLOCK)
             cut = data.rfind(b"\n") + 1
             if not cut:
                 return lines

@@ -10,13 +10,11 @@ those bytes made, so loading the same lines again skips them and a restarted
 
 from __future__ import annotations
 
-import gc
 import gzip
 import hashlib
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import add
@@ -25,6 +23,7 @@ from typing import BinaryIO
 
 import sqlite_utils
 
+from ingest.reading import collector_paused, read_chunks
 from stats import paths
 from stats.agents import AgentCache
 from stats.clients import ClientHasher
@@ -32,7 +31,6 @@ from stats.logline import BAD_REQUEST, MalformedLine, split_fields, utc_time
 from stats.store import Batch, Written, source_offset
 from stats.writer import InlineWriter, ProcessWriter, database_file
 
-CHUNK = 1 << 20
 BATCH_ROWS = 50_000  # rows a transaction writes; a file with more gets a writer process
 GZIP_MAGIC = b"\x1f\x8b"
 REQUEST_CACHE = 250_000  # distinct request lines kept (one per wheel file, mostly)
@@ -220,21 +218,6 @@ class Parser:
         return f"{base[:-2]}{seconds}"
 
 
-def read_chunks(handle: BinaryIO, start: int, chunk: int = CHUNK) -> Iterator[bytes]:
-    """Whole lines from `start` on, in chunks of about `chunk` bytes. A final
-    fragment without its newline is yielded alone, last, for the caller to judge."""
-    handle.seek(start)
-    tail = b""
-    while data := handle.read(chunk):
-        data = tail + data
-        cut = data.rfind(b"\n") + 1
-        tail = data[cut:]
-        if cut:
-            yield data[:cut]
-    if tail:
-        yield tail
-
-
 def load_file(db: sqlite_utils.Database, parser: Parser, path: Path,
               progress: Callable[[LoadResult], None] | None = None,
               batch_rows: int = BATCH_ROWS) -> LoadResult:
@@ -284,21 +267,6 @@ def load_file(db: sqlite_utils.Database, parser: Parser, path: Path,
                 writer.abort()
             raise
     return result
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector. A load allocates millions of rows (tuples
-    of strings and numbers: no cycles) and grows large caches, which the collector
-    would traverse again and again (a fifth of the parsing time); it collects
-    whatever cycles arose once it resumes."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def start_writer(db: sqlite_utils.Database,

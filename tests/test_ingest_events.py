@@ -192,3 +192,25 @@ def test_a_file_with_bad_lines_loses_only_them(tmp_path):
         f.write(b"\n")
     again = source.fetch(fetched.cursor)
     assert list(again.batch.projects) == ["p3"] and again.malformed == 0
+
+
+def test_a_long_file_is_read_a_chunk_at_a_time_in_whole_lines(tmp_path):
+    from bench.history import write
+    from ingest.reading import BLOCK
+    from ingest.sources import FileSource
+
+    path = write(tmp_path / "events.jsonl", 60_000, seed=5)
+    data = path.read_bytes()
+    per_block = data[:BLOCK].count(b"\n")
+    assert per_block < 10_000 < 3 * per_block  # a fetch is a few blocks
+    source, cursor, counts = FileSource(path, chunk=20_000), None, []
+    while True:
+        fetched = source.fetch(cursor)
+        assert data[:int(fetched.cursor)].endswith(b"\n")
+        counts.append(fetched.batch.count)
+        cursor = fetched.cursor
+        if fetched.caught_up:
+            break
+    assert sum(counts) == data.count(b"\n") and int(cursor) == len(data)
+    assert len(counts) >= 3
+    assert all(20_000 <= count < 20_000 + 1.5 * per_block for count in counts[:-1])

@@ -20,7 +20,7 @@ Each setting: environment variable (default) meaning.
       upstream PyPI base URL: XML-RPC at <url>/pypi, JSON at <url>/pypi/<name>/json
   WHEELWRIGHT_EVENTS (ingest/sample/events.jsonl)
       event file `ingest follow` reads when no PYPI_URL is set
-  WHEELWRIGHT_REPLAY_CHUNK (50000)
+  WHEELWRIGHT_REPLAY_CHUNK (350000)
       events per transaction when reading an event file
   WHEELWRIGHT_QUEUE_DEPTH (1000)
       build jobs each build-<abi> queue holds at most
@@ -229,7 +229,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         pypi_margin=int(env.get("WHEELWRIGHT_PYPI_MARGIN", "2000")),
         events_file=Path(env.get("WHEELWRIGHT_EVENTS") or SAMPLE_EVENTS),
         queue_depth=int(env.get("WHEELWRIGHT_QUEUE_DEPTH", "1000")),
-        replay_chunk=int(env.get("WHEELWRIGHT_REPLAY_CHUNK", "50000")),
+        replay_chunk=int(env.get("WHEELWRIGHT_REPLAY_CHUNK", "350000")),
         web_bind=_split_bind(env.get("WHEELWRIGHT_WEB", "127.0.0.1:8080")),
         intake_bind=_split_bind(env.get("WHEELWRIGHT_INTAKE", "127.0.0.1:8081")),
         intake_url=env.get("WHEELWRIGHT_INTAKE_URL", "http://127.0.0.1:8081/"),
