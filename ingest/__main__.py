@@ -9,11 +9,13 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ingest import catalogue, redis_server
+from ingest.demand import searched_projects
 from ingest.dump import dumps
 from ingest.follower import STATUS_KEY, Follower, FollowStats
 from ingest.metadata import MetadataFetcher
@@ -48,6 +50,7 @@ def follower(config: settings.Settings, source: Source, pypi_url: str | None) ->
         job_timeout=config.build_timeout + 600, retries=config.build_retries,
         margin=config.pypi_margin,
         metadata=MetadataFetcher(pypi_url) if pypi_url else None, progress=_progress(),
+        demand=partial(searched_projects, config.stats_path, config.demand_clients),
     )
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger("ingest")
 
 STATUS_KEY = "follow-status"
 BACKLOG_INTERVAL = 10.0  # seconds between walks through the whole backlog
+DEMAND_INTERVAL = 300.0  # seconds between reads of the search demand
 
 
 @dataclass
@@ -75,9 +76,12 @@ class Follower:
     margin: int = 2000
     backoff: Backoff = field(default_factory=Backoff)
     progress: Callable[[FollowStats], None] = lambda _: None
+    demand: Callable[[], list[str]] = list  # projects searched for, most wanted first
     stats: FollowStats = field(default_factory=FollowStats)
     _last_missing_check: float = 0.0
     _last_backlog: float = 0.0
+    _demanded: list[str] = field(default_factory=list)
+    _last_demand: float = float("-inf")
 
     def apply(self, fetched: Fetched) -> Batch:
         """Apply a fetch and store its cursor in one transaction."""
@@ -140,8 +144,16 @@ class Follower:
         for abi in self.disabled_abis:
             if dropped := drain(self.redis, abi):
                 log.info("dropped %d queued builds for end-of-life %s", dropped, abi)
+        if time.monotonic() - self._last_demand >= DEMAND_INTERVAL:
+            self._last_demand = time.monotonic()
+            self._demanded = self.demand()
         for abi in self._active_abis():
             sweep_abandoned(self.redis, abi)
+            if self._demanded:
+                self.stats.queued += top_up(
+                    self.conn, self.redis, abi, self.depth, self.job_timeout,
+                    metadata=self.metadata is not None, demanded=self._demanded,
+                    retries=self.retries).queued
             result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,
                             metadata=self.metadata is not None, retries=self.retries)
             self.stats.queued += result.queued

@@ -1,12 +1,15 @@
 """Keeping each build-<abi> queue topped up from the catalogue.
 
-Priority: the most recently released versions first (then by name, for a stable
-order). A version is queued for an ABI when it is alive, has a live source file,
-is not skipped, its Requires-Python admits the ABI's Python, its metadata is known
-(when a metadata source is configured), it has no build for the ABI yet, and no rq
-job for it exists in Redis (queued, running, or failed and kept by rq). Because
-every condition is read from the catalogue and Redis, a Redis that lost its data
-gets exactly the pending jobs back on the next pass."""
+Priority: a release that arrives while ingest is live goes to the front; so does
+the newest release of each project that installers search for and we have not
+built (see ingest.demand); the backlog follows, the most recently released versions
+first (then by name, for a stable order). A version is queued for an ABI when it is
+alive, has a live source file, is not skipped, its Requires-Python admits the ABI's
+Python, its metadata is known (when a metadata source is configured), it has no
+build for the ABI yet, and no rq job for it exists in Redis (queued, running, or
+failed and kept by rq). Because every condition is read from the catalogue and
+Redis, a Redis that lost its data gets exactly the pending jobs back on the next
+pass."""
 
 from __future__ import annotations
 
@@ -71,6 +74,18 @@ ORDER BY +v.released DESC, v.project, v.version
 LIMIT :limit OFFSET :offset
 """
 
+# The newest live release of each named project, in the order named (the demand
+# order): the version an installer asking for the project would want.
+DEMAND_CANDIDATES = _SELECT + """
+FROM json_each(:projects) AS wanted
+JOIN live_versions v ON v.project = wanted.value
+JOIN live_projects p ON p.name = v.project
+""" + _WHERE + """
+  AND v.released = (SELECT MAX(n.released) FROM live_versions n WHERE n.project = v.project)
+ORDER BY wanted.key
+LIMIT :limit OFFSET :offset
+"""  # noqa: S608 - constant fragments, no values
+
 
 @dataclass
 class ScheduleResult:
@@ -115,26 +130,31 @@ def sweep_abandoned(redis: Redis, abi: str) -> None:
 
 def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
            job_timeout: int, metadata: bool = False, fresh: set[str] | None = None,
-           retries: int = 1) -> ScheduleResult:
+           retries: int = 1, demanded: list[str] | None = None) -> ScheduleResult:
     """Add jobs to build-<abi> until it holds `depth` or nothing is left to build.
     With `metadata`, versions whose Requires-Python is not known yet wait.
 
     With `fresh` (projects that just released), only their versions are looked at,
     and they go to the front of the queue whatever its depth: the depth bounds the
-    backlog, and a new release should not wait behind it."""
+    backlog, and a new release should not wait behind it. With `demanded` (projects
+    installers search for, most wanted first), only the newest release of each is
+    looked at, and it goes to the front likewise."""
+    if fresh is not None:
+        query, projects = FRESH_CANDIDATES, json.dumps(sorted(fresh))
+    elif demanded is not None:
+        query, projects = DEMAND_CANDIDATES, json.dumps(demanded)
+    else:
+        query, projects = CANDIDATES, None
+    at_front = projects is not None
     queue = build_queue(redis, abi)
     waiting = queue.count
-    wanted = depth - waiting if fresh is None else depth
+    wanted = depth if at_front else depth - waiting
     result = ScheduleResult(abi, 0, waiting)
     offset = 0
     while wanted > 0:
-        params = {"abi": abi, "metadata": int(metadata), "limit": wanted * 2,
-                  "offset": offset}
-        if fresh is None:
-            rows = catalogue.execute(CANDIDATES, params).fetchall()
-        else:
-            rows = catalogue.execute(FRESH_CANDIDATES,
-                                     {**params, "projects": json.dumps(sorted(fresh))}).fetchall()
+        rows = catalogue.execute(query, {"abi": abi, "metadata": int(metadata),
+                                         "limit": wanted * 2, "offset": offset,
+                                         "projects": projects}).fetchall()
         if not rows:
             break
         offset += len(rows)
@@ -146,15 +166,15 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
             offset -= len(ruled_out)  # they no longer match the query
         buildable = [(r[0], r[1], r[3]) for r in rows if admits(r[2], abi)]
         unqueued = _without_jobs(redis, buildable, abi)[:wanted]
-        if fresh is not None:
-            unqueued.reverse()  # pushed one by one at the front: the newest ends up first
+        if at_front:
+            unqueued.reverse()  # pushed one by one at the front: the first ends up first
         jobs = [
             Queue.prepare_data(
                 BUILD_FUNCTION, args=(project, version, abi),
                 job_id=build_job_id(project, version, abi, incarnation),
                 description=f"build {project}=={version} for {abi}",
                 timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
-                at_front=fresh is not None,
+                at_front=at_front,
                 # More tries if the job itself fails (a worker dead mid-build, an
                 # intake out of reach); a build that fails is not an error and is
                 # recorded, not retried.

@@ -152,3 +152,43 @@ def test_a_release_deleted_and_released_again_is_built_again(tmp_path, redis):
     assert top_up(conn, redis, ABI, depth=10, job_timeout=600).queued == 1
     [job_id] = build_queue(redis, ABI).job_ids
     assert job_id != build_job_id("phoenix", "1.0", ABI)
+
+
+def test_searched_projects_get_their_newest_release_built_first(tmp_path, redis):
+    """Installers searching our index for a project we have not built raise its
+    newest release to the front; one client's searches, or a bot's, do not."""
+    from datetime import datetime, timedelta, timezone
+
+    from ingest.demand import searched_projects
+    from stats.clients import ClientHasher, client_key
+    from stats.loader import Parser, load_file
+    from stats.store import open_db
+    from tests.stats_logs import GOOGLEBOT, PIP23, UV, line
+
+    conn = catalogue(tmp_path, [*release("Gamma", "1.0"), *release("old-lib", "0.9"),
+                                *release("old-lib", "1.0"), *HISTORY])
+    when = datetime.now(timezone.utc) - timedelta(hours=1)
+    lines = [
+        line("10.0.0.1", when, "GET /simple/old-lib/ HTTP/1.1", 404, 0, PIP23),
+        line("10.0.0.2", when, "GET /simple/old-lib/ HTTP/1.1", 200, 900, UV),
+        line("10.0.0.3", when, "GET /simple/gamma/ HTTP/1.1", 404, 0, PIP23),
+        line("10.0.0.3", when, "GET /simple/gamma/ HTTP/1.1", 404, 0, PIP23),
+        line("10.0.0.4", when, "GET /simple/gamma/ HTTP/1.1", 200, 900, GOOGLEBOT),
+        line("10.0.0.5", when, "GET /simple/gamma/ HTTP/1.1", 200, 900, GOOGLEBOT),
+    ]
+    log = tmp_path / "access.log"
+    log.write_text("".join(f"{text}\n" for text in lines))
+    stats = tmp_path / "data" / "stats.db"
+    load_file(open_db(stats), Parser(ClientHasher(client_key(tmp_path / "data"))), log)
+    assert searched_projects(stats, clients=2) == ["old-lib"]
+    assert searched_projects(stats, clients=0) == []
+    assert searched_projects(tmp_path / "missing.db", clients=2) == []
+
+    follower = Follower(conn, FileSource(tmp_path / "none.jsonl"), redis=redis,
+                        abis=(ABI,), depth=2,
+                        demand=lambda: searched_projects(stats, clients=2))
+    follower.schedule()
+    assert build_queue(redis, ABI).job_ids == [
+        build_job_id("old-lib", "1.0", ABI),  # demand: its newest release only, first
+        build_job_id(*PENDING[0], ABI),  # then the backlog, newest first, to the depth
+    ]

@@ -24,6 +24,9 @@ Each setting: environment variable (default) meaning.
       events per transaction when reading an event file
   WHEELWRIGHT_QUEUE_DEPTH (1000)
       build jobs each build-<abi> queue holds at most
+  WHEELWRIGHT_DEMAND_CLIENTS (2)
+      distinct clients whose searches (last 30 days, stats.db) put a project's newest
+      release ahead of the backlog; 0 turns search demand off
   WHEELWRIGHT_WEB (127.0.0.1:8080)
       where `publish serve` listens
   WHEELWRIGHT_PUBLIC_URL (http://WHEELWRIGHT_WEB/)
@@ -118,6 +121,7 @@ class Settings:
     pypi_margin: int
     events_file: Path
     queue_depth: int
+    demand_clients: int
     replay_chunk: int
     web_bind: tuple[str, int]
     intake_bind: tuple[str, int]
@@ -229,6 +233,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         pypi_margin=int(env.get("WHEELWRIGHT_PYPI_MARGIN", "2000")),
         events_file=Path(env.get("WHEELWRIGHT_EVENTS") or SAMPLE_EVENTS),
         queue_depth=int(env.get("WHEELWRIGHT_QUEUE_DEPTH", "1000")),
+        demand_clients=int(env.get("WHEELWRIGHT_DEMAND_CLIENTS", "2")),
         replay_chunk=int(env.get("WHEELWRIGHT_REPLAY_CHUNK", "350000")),
         web_bind=_split_bind(env.get("WHEELWRIGHT_WEB", "127.0.0.1:8080")),
         intake_bind=_split_bind(env.get("WHEELWRIGHT_INTAKE", "127.0.0.1:8081")),

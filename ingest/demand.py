@@ -1,0 +1,46 @@
+"""Search demand: projects that installers asked our index for lately, read from
+stats.db, so that the scheduler can build their newest release ahead of the backlog.
+
+An installer fetching a project's simple page is a search (see stats.paths); one
+for a project we have no wheel of is demand we do not meet. Bots do not count, and
+a project needs searches from several distinct clients, so that one client's
+retries or typos do not reorder the farm's work."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+log = logging.getLogger("ingest")
+
+DAYS = 30  # how far back searches count
+LIMIT = 100  # projects promoted at most
+
+QUERY = """
+SELECT project FROM hits
+WHERE kind = 'search' AND project IS NOT NULL AND time >= datetime('now', ?)
+GROUP BY project
+HAVING count(DISTINCT client) >= ?
+ORDER BY count(DISTINCT client) DESC, project
+LIMIT ?
+"""
+
+
+def searched_projects(stats_path: Path, clients: int, days: int = DAYS,
+                      limit: int = LIMIT) -> list[str]:
+    """Canonical names searched for by at least `clients` distinct non-bot clients in
+    the last `days`, most wanted first; none when `clients` is 0 or stats.db cannot
+    tell (missing, or being rebuilt)."""
+    if clients <= 0 or not stats_path.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{stats_path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute(QUERY, (f"-{days} days", clients, limit)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        log.warning("search demand unavailable from %s: %s", stats_path, error)
+        return []
+    return [row[0] for row in rows]
