@@ -22,7 +22,13 @@ from ingest.catalogue import get_state, set_state
 from ingest.events import Batch, Event, apply_batch, batch_of
 from ingest.metadata import MetadataFetcher
 from ingest.reading import collector_paused
-from ingest.scheduler import drain, request_publish, sweep_abandoned, top_up
+from ingest.scheduler import (
+    ScheduleResult,
+    drain,
+    request_publish,
+    sweep_abandoned,
+    top_up,
+)
 from ingest.sources import Fetched, Source, SourceUnavailable
 
 log = logging.getLogger("ingest")
@@ -129,15 +135,13 @@ class Follower:
     def schedule(self, fresh: set[str] | None = None, backlog: bool = True) -> None:
         """Top up every build queue; with `fresh`, first put those projects' new
         releases at the front of their queues. `backlog=False` skips the walk
-        through the backlog, which costs more the bigger the catalogue."""
+        through the backlog (search demand first, then the rest), which costs more
+        the bigger the catalogue."""
         if self.redis is None:
             return
         if fresh:
             for abi in self._active_abis():
-                self.stats.queued += top_up(
-                    self.conn, self.redis, abi, self.depth, self.job_timeout,
-                    metadata=self.metadata is not None, fresh=fresh,
-                    retries=self.retries).queued
+                self._top_up(abi, fresh=fresh)
         if not backlog:
             return
         self._last_backlog = time.monotonic()
@@ -150,16 +154,17 @@ class Follower:
         for abi in self._active_abis():
             sweep_abandoned(self.redis, abi)
             if self._demanded:
-                self.stats.queued += top_up(
-                    self.conn, self.redis, abi, self.depth, self.job_timeout,
-                    metadata=self.metadata is not None, demanded=self._demanded,
-                    retries=self.retries).queued
-            result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,
-                            metadata=self.metadata is not None, retries=self.retries)
-            self.stats.queued += result.queued
+                self._top_up(abi, demanded=self._demanded)
+            result = self._top_up(abi)
             if result.queued:
                 log.info("queued %d builds for %s (%d waiting)", result.queued, abi,
                          result.depth)
+
+    def _top_up(self, abi: str, **front: set[str] | list[str]) -> ScheduleResult:
+        result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,
+                        metadata=self.metadata is not None, retries=self.retries, **front)
+        self.stats.queued += result.queued
+        return result
 
     def _active_abis(self) -> list[str]:
         return [abi for abi in self.abis if abi not in self.disabled_abis]
