@@ -122,6 +122,7 @@ def classify(event: Event) -> tuple[str, str | None] | None:
 
 
 _ACTIONS: dict[str, str] = {}  # actions without a file name, and their kinds
+_FILE_HEADS: dict[str, str] = {}  # "add source file" and the like, and their kinds
 
 
 def classify_action(action: str, version: str | None,
@@ -129,15 +130,17 @@ def classify_action(action: str, version: str | None,
     kind = _ACTIONS.get(action)
     filename = None
     if kind is None:
-        match = ACTION_RE.match(action)
-        if match is None:
-            log.info("serial %d: unknown action %r skipped", serial, action)
-            return None
-        kind = match.lastgroup
-        if kind in FILE_KINDS:
-            filename = match.group(kind)
-        elif len(_ACTIONS) < 10_000:  # a few spellings, and owner changes by name
-            _ACTIONS[action] = kind
+        # A file action is its head and the file name; a name with no whitespace in
+        # it (printable, no space) is what the pattern's \S+ takes, so a head seen
+        # before gives the same answer as the pattern would.
+        head, _, tail = action.rpartition(" ")
+        kind = _FILE_HEADS.get(head)
+        if kind is not None and tail and tail.isprintable():
+            filename = tail
+        else:
+            kind, filename = _match_action(action, serial)
+            if kind is None:
+                return None
     if kind == "ignore":
         return None
     if kind == "remove":  # the old spelling: a project when no version is given
@@ -146,6 +149,21 @@ def classify_action(action: str, version: str | None,
         log.warning("serial %d: %r needs a version; skipped", serial, action)
         return None
     return kind, filename
+
+
+def _match_action(action: str, serial: int) -> tuple[str | None, str | None]:
+    match = ACTION_RE.match(action)
+    if match is None:
+        log.info("serial %d: unknown action %r skipped", serial, action)
+        return None, None
+    kind = match.lastgroup
+    if kind not in FILE_KINDS:
+        if len(_ACTIONS) < 10_000:  # a few spellings, and owner changes by name
+            _ACTIONS[action] = kind
+        return kind, None
+    if len(_FILE_HEADS) < 10_000:
+        _FILE_HEADS[action[:match.start(kind) - 1]] = kind
+    return kind, match.group(kind)
 
 
 class Batch:

@@ -214,3 +214,27 @@ def test_a_long_file_is_read_a_chunk_at_a_time_in_whole_lines(tmp_path):
     assert sum(counts) == data.count(b"\n") and int(cursor) == len(data)
     assert len(counts) >= 3
     assert all(20_000 <= count < 20_000 + 1.5 * per_block for count in counts[:-1])
+
+
+@pytest.mark.parametrize("action", [
+    "add source file a-1.0.tar.gz", "add cp311 file a-1.0-cp311-cp311-linux_armv7l.whl",
+    "remove file a-1.0.tar.gz", "add source file ", "add source file a\tb",
+    "add source file a\u00a0b", "add source file a\u200bb", "add Owner file x",
+    "add Ownerx file x", "add source file a b", "remove file", "add  file x",
+])
+def test_file_actions_read_from_a_known_head_match_the_pattern(action):
+    """After a file action has taught the cache its head, every action with that
+    head is classified exactly as the anchored pattern alone would."""
+    from ingest.events import ACTION_RE, classify_action
+
+    for teacher in ["add source file t.tar.gz", "add cp311 file t.whl", "remove file t.zip",
+                    "add Ownerx file t.whl", "add source file a"]:
+        classify_action(teacher, "1.0", 1)
+    match = ACTION_RE.match(action)
+    if match is None or match.lastgroup == "ignore":
+        expected = None
+    elif match.lastgroup in ("source", "binary", "remove_file"):
+        expected = (match.lastgroup, match.group(match.lastgroup))
+    else:
+        expected = (match.lastgroup, None)
+    assert classify_action(action, "1.0", 1) == expected
