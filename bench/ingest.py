@@ -1,6 +1,7 @@
 """Ingest benchmark: replay speed against a raw SQLite load, live latency, enqueue rate.
 
     python -m bench.ingest [--events 1000000] [--runs 3]
+    python -m bench.ingest --coverage [--events 200000]
 
 1. Replay: a deterministic PyPI-shaped history (about 2% early and disordered) is
    replayed from a JSONL file into a new on-disk catalogue, in a child process whose
@@ -11,6 +12,12 @@
    source file to the followed file until its job is in Redis.
 3. Enqueue: jobs/s that the scheduler queues from the catalogue, against rq's own
    enqueue_many of the same jobs prepared beforehand.
+
+With --coverage, instead: the same history with a file mix (bench.history.FileMix:
+most projects pure Python with py3-none-any wheels, some compiled, few for ARM) is
+replayed, and the scheduler queues every buildable release for each Raspberry Pi
+OS ABI; reported: the share of builds it avoided because PyPI already serves the
+release's users a wheel (ingest.coverage).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pathlib import Path
 from redis import Redis
 from rq import Queue
 
-from bench.history import write
+from bench.history import FileMix, write
 from ingest import redis_server
 from ingest.catalogue import connect
 from ingest.follower import Follower
@@ -131,11 +138,51 @@ def enqueue_rates(db: Path, redis: Redis, jobs: int = 10_000) -> tuple[float, fl
     return ours, theirs
 
 
+PI_ABIS = ("cp37m", "cp39", "cp311", "cp313")
+
+
+def coverage_share(work: Path, count: int, redis: Redis) -> None:
+    """Print, per ABI and overall, the builds the scheduler avoided because PyPI
+    covers the release, among all it would otherwise queue."""
+    events = write(work / "mixed.jsonl", count, mix=FileMix())
+    with events.open("rb") as f:
+        lines = sum(1 for _ in f)  # the history's events and the wheels sdists brought
+    started = time.perf_counter()
+    conn = connect(work / "mixed.db")
+    Follower(conn, FileSource(events)).run(until_caught_up=True)
+    print(f"replayed {lines:,} events in {time.perf_counter() - started:.1f} s", flush=True)
+    with_source = conn.execute(
+        "SELECT COUNT(*), SUM(EXISTS (SELECT 1 FROM live_files b WHERE b.project = v.project "
+        "AND b.version = v.version AND b.filename LIKE '%-py3-none-any.whl')) "
+        "FROM live_versions v WHERE EXISTS (SELECT 1 FROM live_files f WHERE "
+        "f.project = v.project AND f.version = v.version AND f.kind = 'source')").fetchone()
+    print(f"releases with an sdist: {with_source[0]:,}, of which with a pure wheel on PyPI: "
+          f"{with_source[1]:,} ({with_source[1] / max(with_source[0], 1):.1%})")
+    total_queued = total_covered = 0
+    for abi in PI_ABIS:
+        started = time.perf_counter()
+        result = top_up(conn, redis, abi, depth=10_000_000, job_timeout=3600)
+        elapsed = time.perf_counter() - started
+        considered = result.queued + result.covered
+        total_queued += result.queued
+        total_covered += result.covered
+        print(f"{abi}: {result.covered:,} of {considered:,} builds avoided "
+              f"({result.covered / max(considered, 1):.1%}), {result.queued:,} queued, "
+              f"{considered / elapsed:,.0f} releases/s judged", flush=True)
+    considered = total_queued + total_covered
+    print(f"\nbuilds avoided by PyPI coverage: {total_covered:,} of {considered:,} "
+          f"({total_covered / max(considered, 1):.1%})")
+    conn.close()
+    redis.flushall()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000, help="history size")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement")
+    parser.add_argument("--coverage", action="store_true",
+                        help="measure only the share of builds PyPI coverage avoids")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,6 +191,14 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    if args.coverage:
+        server = redis_server.start(work / "redis" / "redis.sock")
+        try:
+            coverage_share(work, args.events, Redis.from_url(server.url))
+        finally:
+            server.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         events = work / "events.jsonl"
         print(f"writing {args.events:,} events ...", flush=True)

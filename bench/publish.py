@@ -1,16 +1,19 @@
 """Benchmark of publishing and serving the index.
 
     python bench/publish.py [--projects 100000] [--runs 3] [--seconds 10]
+                            [--serving-only | --no-serving]
 
 Generates a catalogue of PROJECTS projects with five wheels each (three releases,
 armv7l for cp39 and cp311), then measures:
-  - a full rebuild of www/ (`publish write`) into an empty directory, RUNS times;
+  - a full rebuild of www/ (`publish write`) into an empty directory, RUNS times:
+    /simple/, the project pages, and the bullseye and bookworm indexes;
   - a rebuild of the last tree with nothing changed;
   - one-project incremental publishes (a summary changed) in ms;
   - requests/s for simple pages (pip's Accept header, keep-alive, wrk on loopback)
     from `publish serve` and from Debian's nginx with publish/nginx.conf, serving
     the same www/ in the same run.
-Needs wrk and nginx (apt-get install wrk nginx). Prints the load average before each
+With --serving-only, www/ is written once, untimed, and only the serving figures
+are measured. Needs wrk and nginx (apt-get install wrk nginx). Prints the load average before each
 measurement and one JSON summary at the end.
 
 Each full rebuild writes into a new directory and the trees are deleted only at the
@@ -64,7 +67,7 @@ def generate(conn, projects: int) -> None:
                                        f"logs/{name}/{version}/{abi}.txt.gz"))
                 rows["wheels"].append((filename, name, version, abi, abi, abi, "linux_armv7l",
                                        123456, f"{i:064x}", ">=3.7", f"{i + 1:064x}",
-                                       "2024-01-02T00:00:00Z"))
+                                       "2024-01-02T00:00:00Z", 1))  # runs on ARMv6
                 rows["dependencies"] += [(filename, "apt", "libatlas3-base", 0),
                                          (filename, "apt", "libc6", 1),
                                          (filename, "pip", "numpy", 0)]
@@ -77,7 +80,7 @@ def generate(conn, projects: int) -> None:
                      "VALUES (?, ?, ?, ?, ?)", rows["files"])
     conn.executemany("INSERT INTO builds (project, version, abi, status, worker, duration, "
                      "built_at, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["builds"])
-    conn.executemany("INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.executemany("INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      rows["wheels"])
     conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?, ?)", rows["dependencies"])
     conn.execute("COMMIT")
@@ -176,6 +179,38 @@ def wrk(port: int, seconds: int, script: Path) -> float:
                        if line.startswith("Requests/sec")))
 
 
+def serving(data: Path, www: Path, args: argparse.Namespace) -> dict:
+    """Requests/s from nginx and `publish serve` (1 and 2 processes), in turns,
+    RUNS times each; medians and ratios to nginx."""
+    script = data / "paths.lua"
+    script.write_text(WRK_SCRIPT % max(1, args.projects // 1000))
+    rates: dict[str, list[float]] = {"nginx": [], "serve-1": [], "serve-2": []}
+    loads = []
+    for _ in range(args.runs):
+        for kind in rates:
+            if kind == "nginx":
+                process, port = start_nginx(data, www)
+            else:
+                process, port = start_publish_serve(data, int(kind[-1]))
+            loads.append(load())
+            try:
+                rates[kind].append(wrk(port, args.seconds, script))
+            finally:
+                process.terminate()
+                process.wait(30)
+            print(f"{kind}: {rates[kind][-1]:,.0f} requests/s (load before {loads[-1]})",
+                  flush=True)
+    nginx = statistics.median(rates["nginx"])
+    return {
+        "nginx_rps": round(nginx),
+        **{f"{k}_rps": round(statistics.median(v)) for k, v in rates.items() if k != "nginx"},
+        **{f"{k}_vs_nginx": round(statistics.median(v) / nginx, 2)
+           for k, v in rates.items() if k != "nginx"},
+        "serving_runs_rps": {k: [round(r) for r in v] for k, v in rates.items()},
+        "load_before_serving": loads,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +219,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--processes", type=int,
                         help="processes for a rebuild (default: publish_all's choice)")
+    parser.add_argument("--serving-only", action="store_true",
+                        help="write www/ once, untimed, and measure only the serving")
+    parser.add_argument("--no-serving", action="store_true",
+                        help="measure the rebuilds and incremental publishes only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wheelwright-bench-") as tmp:
         data = Path(tmp)
@@ -193,6 +232,13 @@ def main() -> None:
         wheels = conn.execute("SELECT COUNT(*) FROM wheels").fetchone()[0]
         print(f"generated {args.projects:,} projects, {wheels:,} wheels in "
               f"{time.perf_counter() - start:.1f} s", flush=True)
+        if args.serving_only:
+            www = data / "www"
+            index.publish_all(conn, www, SITE, processes=args.processes)
+            summary = {"projects": args.projects, "wheels": wheels,
+                       **serving(data, www, args)}
+            print(json.dumps(summary, indent=1))
+            return
         rebuilds, loads = [], []
         for run in range(args.runs):
             www = data / f"www-{run + 1}"
@@ -211,22 +257,6 @@ def main() -> None:
         increments = incremental(conn, www, args.projects)
         print(f"incremental publish: median {statistics.median(increments):.2f} ms",
               flush=True)
-        script = data / "paths.lua"
-        script.write_text(WRK_SCRIPT % max(1, args.projects // 1000))
-        rates: dict[str, list[float]] = {"nginx": [], "serve-1": [], "serve-2": []}
-        for _ in range(args.runs):
-            for kind in rates:
-                if kind == "nginx":
-                    process, port = start_nginx(data, www)
-                else:
-                    process, port = start_publish_serve(data, int(kind[-1]))
-                try:
-                    rates[kind].append(wrk(port, args.seconds, script))
-                finally:
-                    process.terminate()
-                    process.wait(30)
-                print(f"{kind}: {rates[kind][-1]:,.0f} requests/s", flush=True)
-        nginx = statistics.median(rates["nginx"])
         summary = {
             "projects": args.projects, "wheels": wheels,
             "full_rebuild_s": round(statistics.median(rebuilds), 1),
@@ -237,11 +267,7 @@ def main() -> None:
             "unchanged_rebuild_s": round(unchanged, 1),
             "load_before_unchanged": unchanged_load,
             "incremental_ms": round(statistics.median(increments), 2),
-            "nginx_rps": round(nginx),
-            **{f"{k}_rps": round(statistics.median(v)) for k, v in rates.items()
-               if k != "nginx"},
-            **{f"{k}_vs_nginx": round(statistics.median(v) / nginx, 2)
-               for k, v in rates.items() if k != "nginx"},
+            **({} if args.no_serving else serving(data, www, args)),
         }
         print(json.dumps(summary, indent=1))
 

@@ -69,8 +69,8 @@ def prepare(tmp: Path, jobs: int, kind: str, redis_url: str) -> list[tuple[str, 
 
 
 def measure(jobs: int, kind: str) -> dict:
+    from ingest import settings
     from publish.intake import Intake as IntakeApp
-    from worker import settings
     from worker.interpreter import probe
     from worker.queues import SERIALIZER, AllowlistJob, build_job_id, connect
     from worker.runner import make_worker

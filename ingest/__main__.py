@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -12,17 +11,17 @@ import time
 from functools import partial
 from pathlib import Path
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
-from ingest import catalogue, redis_server
+from ingest import catalogue, redis_server, settings
 from ingest.demand import searched_projects
 from ingest.dump import dumps
-from ingest.follower import STATUS_KEY, Follower, FollowStats
+from ingest.errors import claim_port, master_errors
+from ingest.follower import Follower, FollowStats
 from ingest.metadata import MetadataFetcher
-from ingest.scheduler import build_queue
 from ingest.sources import FileSource, Source, XmlRpcSource
-from worker import settings
+from worker.errors import masked_url
 from worker.queues import connect
+from worker.settings import describe
+from worker.stopping import stops_quietly
 
 log = logging.getLogger("ingest")
 
@@ -72,14 +71,14 @@ def cmd_follow(args, config: settings.Settings) -> None:
     pypi_url = args.pypi_url or config.pypi_url
     if pypi_url:
         source: Source = XmlRpcSource(pypi_url.rstrip("/") + "/pypi", margin=config.pypi_margin)
-        log.info("following the changelog at %s", source.url)
     else:
         if not config.events_file.is_file():
             sys.exit(f"ingest follow: no event file {config.events_file} "
                      "(set WHEELWRIGHT_EVENTS or WHEELWRIGHT_PYPI_URL)")
         source = FileSource(config.events_file, config.replay_chunk)
-        log.info("following %s", config.events_file)
-    stats = follower(config, source, pypi_url).run(
+    following = follower(config, source, pypi_url)  # connects to Redis, or says why not
+    log.info("following %s", f"the changelog at {source.url}" if pypi_url else source.path)
+    stats = following.run(
         until_caught_up=args.until_caught_up, interval=args.interval, stop=_stop_flag())
     _summary(stats)
 
@@ -89,54 +88,79 @@ def cmd_schedule(args, config: settings.Settings) -> None:
 
 
 def cmd_status(args, config: settings.Settings) -> None:
-    conn = catalogue.connect(config.catalogue_path)
-    counts = conn.execute(
-        "SELECT (SELECT COUNT(*) FROM live_projects), (SELECT COUNT(*) FROM live_versions), "
-        "(SELECT COUNT(*) FROM builds)"
-    ).fetchone()
-    print(f"projects {counts[0]:,}  versions {counts[1]:,}  builds {counts[2]:,}")
-    status = json.loads(catalogue.get_state(conn, STATUS_KEY) or "{}")
-    if status:
-        behind = time.time() - status["timestamp"]
-        line = f"serial {status['serial']:,}, newest event {behind:,.0f} s old"
-        if status.get("upstream_serial"):
-            line += f", {status['upstream_serial'] - status['serial']:,} serials behind PyPI"
-        print(line)
-        if status.get("rate") is not None:
-            print(f"last run applied {status['rate']:,.0f} events/s")
-    else:
-        print("no events applied yet")
-    try:
-        redis = connect(config.effective_redis_url, wait=2)
-    except RedisConnectionError:
-        print(f"queues: Redis at {config.effective_redis_url} is not reachable")
-        return
-    for abi in config.abis:
-        print(f"queue build-{abi}: {build_queue(redis, abi).count} waiting")
+    from ingest.status import gather, render
+
+    status = gather(config)
+    print(status.to_json() if args.json else "\n".join(render(status)))
 
 
 def cmd_dump(args, config: settings.Settings) -> None:
     print(dumps(catalogue.connect(config.catalogue_path)))
 
 
+# How long `ingest redis` waits, once told to stop, for the processes using Redis
+# to let go: under honcho, which stops every process at once and kills what is
+# left after 5 s, Redis must outlast the workers putting their jobs back.
+REDIS_LINGER = 4.0
+
+
 def cmd_redis(args, config: settings.Settings) -> None:
+    stop = {signal.SIGINT, signal.SIGTERM}
     if config.redis_url:
-        print(f"REDIS_URL is set ({config.redis_url}): no embedded Redis to run", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        print(f"REDIS_URL is set ({masked_url(config.redis_url)}): no embedded Redis to "
+              "run", flush=True)
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
         return
+    try:
+        server = redis_server.start(config.redis_socket, quiet=False)
+    except redis_server.RedisAlreadyRunning:
+        sys.exit(f"ingest redis: a redis-server already answers on {config.redis_socket}: "
+                 "another instance runs on this data directory; stop it first")
     print(f"embedded redis-server on {config.redis_socket}", flush=True)
-    redis_server.exec_server(config.redis_socket)
+    try:
+        # Blocked only now: redis-server would inherit the mask, and never hear of
+        # its own stop.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
+        if left := redis_server.clients_left(server.url, REDIS_LINGER):
+            print(f"stopping Redis with {left} clients still connected", flush=True)
+    finally:
+        server.stop()  # redis-server saves its data as it stops
+
+
+def cmd_up(args, config: settings.Settings) -> None:
+    from ingest import supervisor
+
+    procfile = Path(args.procfile) if args.procfile else supervisor.PROCFILE
+    if config.redis_url:  # a wrong one is told now, in one line, before anything starts
+        connect(config.redis_url).close()
+    try:
+        code = supervisor.run(config, procfile)
+    except (supervisor.AlreadyRunning, redis_server.RedisAlreadyRunning) as error:
+        sys.exit(f"ingest up: {error}")
+    sys.exit(code)
 
 
 def cmd_dashboard(args, config: settings.Settings) -> None:
     """rq-dashboard for our queues: JSON serializer, loopback unless it has a password."""
+    from rq_dashboard.cli import run as dashboard
+
     bind = "127.0.0.1"
     if os.environ.get("RQ_DASHBOARD_USERNAME") and os.environ.get("RQ_DASHBOARD_PASSWORD"):
         bind = args.bind
+    port = args.port or config.dashboard_port
+    claim_port("WHEELWRIGHT_DASHBOARD_PORT", bind, port)
     connect(config.effective_redis_url)  # wait for Redis, so the dashboard starts clean
-    command = ["rq-dashboard", "--json", "--bind", bind, "--port", str(args.port),
-               "--redis-url", config.effective_redis_url]
-    os.execvp(command[0], command)
+    # In this process rather than exec'd, so that SIGTERM too ends it quietly (its
+    # server takes a KeyboardInterrupt as a stop).
+    dashboard.main(args=["--json", "--bind", bind, "--port", str(port),
+                         "--redis-url", config.effective_redis_url], prog_name="rq-dashboard")
+
+
+def cmd_settings(args, config: settings.Settings) -> None:
+    for line in describe(config):
+        print(line)
 
 
 def _stop_flag():
@@ -144,12 +168,6 @@ def _stop_flag():
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))
     return lambda: bool(stopping)
-
-
-def _sleep_until(stop, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not stop() and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,8 +195,14 @@ def main(argv: list[str] | None = None) -> None:
                        description="Queue the builds the catalogue allows, up to "
                        "WHEELWRIGHT_QUEUE_DEPTH per ABI.")
     p.set_defaults(func=cmd_schedule)
-    p = sub.add_parser("status", help="catalogue counts and queue depths",
-                       description="Show catalogue counts and build queue depths.")
+    p = sub.add_parser("status", help="the farm at a glance: events, builds, queues, "
+                       "workers",
+                       description="Show the catalogue's counts, how far the events are "
+                       "followed, builds and failed builds of the last day, the depth of "
+                       "each build queue, and each worker with its health. --json prints "
+                       "the same facts for scripts.")
+    p.add_argument("--json", action="store_true",
+                   help="the same facts as JSON (durations in seconds), for scripts")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("dump", help="print the catalogue as canonical JSON",
                        description="Print the catalogue's PyPI facts as canonical JSON.")
@@ -193,16 +217,31 @@ def main(argv: list[str] | None = None) -> None:
                        "RQ_DASHBOARD_PASSWORD are set.")
     p.add_argument("--bind", default="0.0.0.0",  # noqa: S104 - only with credentials
                    help="address to bind when credentials are set (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=9181, help="port (default 9181)")
+    p.add_argument("--port", type=int,
+                   help="port (default WHEELWRIGHT_DASHBOARD_PORT, 9181)")
     p.set_defaults(func=cmd_dashboard)
+    p = sub.add_parser("up", help="run the whole system (every Procfile process)",
+                       description="Run every process of the Procfile on this data "
+                       "directory: the embedded Redis first (unless REDIS_URL is set), "
+                       "then the others, with their output prefixed by name. Ctrl-C "
+                       "or SIGTERM stops them all, Redis last. One instance per data "
+                       "directory: a second start exits with a message.")
+    p.add_argument("--procfile", help="the Procfile to run (default: the repository's)")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("settings", help="print every setting the master reads",
+                       description="Print each environment variable the master's processes "
+                       "(ingest, publish, stats) and its local worker read: the current "
+                       "value (tokens masked), the default and what it means.")
+    p.set_defaults(func=cmd_settings)
+    from ingest.admin import add_admin_parser  # the operator's commands
+
+    add_admin_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = settings.load()
-    try:
+    name = f"ingest {args.command}"
+    with stops_quietly(name), master_errors(name, config, config.catalogue_path):
         args.func(args, config)
-    except RedisConnectionError as error:
-        sys.exit(f"ingest {args.command}: cannot reach Redis at {config.effective_redis_url} "
-                 f"({error}); with no REDIS_URL, start `python -m ingest redis` first")
 
 
 if __name__ == "__main__":

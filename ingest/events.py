@@ -1,4 +1,4 @@
-"""PyPI's event log: reading its rows and applying them to the catalogue.
+"""PyPI's event log: reading its rows and folding them into rows for the catalogue.
 
 Every event becomes a handful of max-register updates keyed by its ordering key
 (see order_key), so applying a history in any order, or twice, gives the same
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from packaging.utils import canonicalize_name
+
+from ingest.catalogue import apply_event_rows
 
 log = logging.getLogger("ingest")
 
@@ -170,8 +172,8 @@ class Batch:
     """Many events folded into one row per project, version and file (each column
     the maximum of its keys), written with one executemany per table. Folding
     first is what makes long replays fast, and it is exact because every column
-    is a max-register. Rows are lists in their table's column order (see the
-    UPSERT statements), ready to be written."""
+    is a max-register. Rows are lists in their table's column order (see
+    ingest.catalogue.apply_event_rows), ready to be written."""
 
     def __init__(self) -> None:
         # [name, display_name, display_key, seen_key, deleted_key]
@@ -281,47 +283,10 @@ SHOWS = frozenset({"release", "source", "binary"})  # events that say a release 
 VERSION_COLUMN = {"remove_release": 3, "yank": 4, "unyank": 5}  # in a version row
 RELEASE_RANK = 1 << 62
 
-UPSERT_PROJECTS = """
-INSERT INTO projects (name, display_name, display_key, seen_key, deleted_key)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET
-    display_name = CASE WHEN excluded.display_key > display_key
-                        THEN excluded.display_name ELSE display_name END,
-    display_key = MAX(display_key, excluded.display_key),
-    seen_key = MAX(seen_key, excluded.seen_key),
-    deleted_key = MAX(deleted_key, excluded.deleted_key)
-"""
-UPSERT_ALIASES = "INSERT OR IGNORE INTO aliases (project, alias) VALUES (?, ?)"
-UPSERT_VERSIONS = """
-INSERT INTO versions (project, version, seen_key, removed_key, yank_key, unyank_key,
-                      released_rank, released)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%SZ', ?8, 'unixepoch'))
-ON CONFLICT (project, version) DO UPDATE SET
-    seen_key = MAX(seen_key, excluded.seen_key),
-    removed_key = MAX(removed_key, excluded.removed_key),
-    yank_key = MAX(yank_key, excluded.yank_key),
-    unyank_key = MAX(unyank_key, excluded.unyank_key),
-    released = CASE WHEN excluded.released_rank > released_rank
-                    THEN excluded.released ELSE released END,
-    released_rank = MAX(released_rank, excluded.released_rank)
-"""
-UPSERT_FILES = """
-INSERT INTO files (project, version, filename, kind, seen_key, removed_key)
-VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (project, version, filename) DO UPDATE SET
-    kind = CASE WHEN excluded.seen_key > seen_key THEN excluded.kind ELSE kind END,
-    seen_key = MAX(seen_key, excluded.seen_key),
-    removed_key = MAX(removed_key, excluded.removed_key)
-"""
-
 
 def apply_batch(conn: sqlite3.Connection, batch: Batch) -> None:
-    """Write a batch's rows; the caller owns the transaction."""
-    projects, aliases, versions, files = batch.rows()
-    conn.executemany(UPSERT_PROJECTS, projects)
-    conn.executemany(UPSERT_ALIASES, aliases)
-    conn.executemany(UPSERT_VERSIONS, versions)
-    conn.executemany(UPSERT_FILES, files)
+    """Write a batch's rows (see ingest.catalogue.transaction: the caller owns it)."""
+    apply_event_rows(conn, *batch.rows())
 
 
 def batch_of(events: Iterable[Event]) -> Batch:

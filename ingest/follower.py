@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from ingest.catalogue import get_state, set_state
+from ingest.catalogue import (
+    get_state,
+    remember_serials,
+    seen_serials,
+    set_state,
+    transaction,
+)
+from ingest.coverage import shadowed_projects
 from ingest.events import Batch, Event, apply_batch, batch_of
 from ingest.metadata import MetadataFetcher
 from ingest.reading import collector_paused
@@ -26,7 +33,6 @@ from ingest.scheduler import (
     ScheduleResult,
     drain,
     request_publish,
-    sweep_abandoned,
     top_up,
 )
 from ingest.sources import Fetched, Source, SourceUnavailable
@@ -92,8 +98,7 @@ class Follower:
     def apply(self, fetched: Fetched) -> Batch:
         """Apply a fetch and store its cursor in one transaction."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             batch = fetched.batch
             if batch is None:
                 events = fetched.events
@@ -108,10 +113,6 @@ class Follower:
                     "upstream_serial": fetched.newest_serial, "applied_at": time.time(),
                     "rate": round(self.stats.rate),
                 }))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         self.stats.events += batch.count
         self.stats.malformed += fetched.malformed
         if self.metadata is not None:
@@ -123,13 +124,9 @@ class Follower:
         if not events:
             return events
         low = min(e.serial for e in events)
-        seen = {r[0] for r in self.conn.execute(
-            "SELECT serial FROM seen_serials WHERE serial >= ?", (low,))}
+        seen = seen_serials(self.conn, low)
         fresh = {e.serial: e for e in events if e.serial not in seen}
-        self.conn.executemany("INSERT OR IGNORE INTO seen_serials (serial) VALUES (?)",
-                              [(s,) for s in fresh])
-        self.conn.execute("DELETE FROM seen_serials WHERE serial < ?",
-                          (cursor - 2 * self.margin,))
+        remember_serials(self.conn, fresh, forget_below=cursor - 2 * self.margin)
         return list(fresh.values())
 
     def schedule(self, fresh: set[str] | None = None, backlog: bool = True) -> None:
@@ -151,8 +148,10 @@ class Follower:
         if time.monotonic() - self._last_demand >= DEMAND_INTERVAL:
             self._last_demand = time.monotonic()
             self._demanded = self.demand()
+        # Jobs of builds cut short (a stop, a dead worker) are rq's to queue again
+        # (worker.runner, rq's abandoned-job sweep): top_up never adds a job for a
+        # release whose job exists, so each such build runs exactly once more.
         for abi in self._active_abis():
-            sweep_abandoned(self.redis, abi)
             if self._demanded:
                 self._top_up(abi, demanded=self._demanded)
             result = self._top_up(abi)
@@ -186,13 +185,21 @@ class Follower:
             return None
         self.backoff.reset()
         batch = self.apply(fetched)
-        if batch.touched and self.redis is not None:
-            request_publish(self.redis, batch.touched)
         # Live (caught up), a release goes straight to the front of the queues;
         # while a backlog is replayed, the usual priority order decides. Each pass
         # looks at the new releases; the backlog is walked every BACKLOG_INTERVAL.
         self.schedule(fresh=batch.released if fetched.caught_up else None,
                       backlog=time.monotonic() - self._last_backlog >= BACKLOG_INTERVAL)
+        if self.redis is not None:
+            # Deletions and yanks change pages; so does a PyPI upload named like a
+            # wheel of ours, which the publisher then withdraws. Live, a new release
+            # changes its page too (pending, or skipped and why: scheduled above);
+            # a replayed backlog is published whole by `publish write`.
+            touched = batch.touched | shadowed_projects(self.conn, batch.released)
+            if fetched.caught_up:
+                touched |= set(batch.released)
+            if touched:
+                request_publish(self.redis, touched)
         self.progress(self.stats)
         return fetched.caught_up
 

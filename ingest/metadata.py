@@ -11,9 +11,10 @@ import logging
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import requests
+
+from ingest import catalogue
 
 log = logging.getLogger("ingest")
 
@@ -100,7 +101,7 @@ class MetadataFetcher:
         self.attempts[name] = self.attempts.get(name, 0) + 1
         log.warning("metadata for %s: %s (attempt %d)", name, error, self.attempts[name])
         if self.attempts[name] >= ATTEMPTS:
-            give_up(conn, name)
+            catalogue.give_up_metadata(conn, name)
             del self.attempts[name]
 
     def close(self) -> None:
@@ -110,34 +111,12 @@ class MetadataFetcher:
 def store(conn: sqlite3.Connection, info: ProjectInfo) -> None:
     """Write one project's metadata. Versions the API does not list yet stay unknown
     (its answer can lag the event log) unless the project itself is missing."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if not info.found:
-            conn.execute("UPDATE versions SET metadata_state = 'unavailable' "
-                         "WHERE project = ? AND metadata_state IS NULL", (info.name,))
-        else:
-            conn.execute("UPDATE projects SET summary = ?, metadata_at = ? WHERE name = ?",
-                         (info.summary, now, info.name))
-            # Requires-Python may have changed: let the scheduler judge again.
-            conn.execute("DELETE FROM skips WHERE project = ?", (info.name,))
-            conn.executemany(
-                "UPDATE versions SET requires_python = ?, yank_reason = ?, "
-                "metadata_state = 'ok' WHERE project = ? AND version = ?",
-                [(r.requires_python, r.yank_reason, info.name, version)
-                 for version, r in info.releases.items()],
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    if info.found:
+        catalogue.store_metadata(conn, info.name, info.summary, info.releases)
+    else:
+        catalogue.give_up_metadata(conn, info.name)
 
 
 def still_unknown(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM live_versions WHERE project = ? "
                         "AND metadata_state IS NULL", (name,)).fetchone() is not None
-
-
-def give_up(conn: sqlite3.Connection, name: str) -> None:
-    conn.execute("UPDATE versions SET metadata_state = 'unavailable' "
-                 "WHERE project = ? AND metadata_state IS NULL", (name,))

@@ -5,11 +5,13 @@ the newest release of each project that installers search for and we have not
 built (see ingest.demand); the backlog follows, the most recently released versions
 first (then by name, for a stable order). A version is queued for an ABI when it is
 alive, has a live source file, is not skipped, its Requires-Python admits the ABI's
-Python, its metadata is known (when a metadata source is configured), it has no
-build for the ABI yet, and no rq job for it exists in Redis (queued, running, or
-failed and kept by rq). Because every condition is read from the catalogue and
-Redis, a Redis that lost its data gets exactly the pending jobs back on the next
-pass."""
+Python, PyPI does not already serve every platform of the ABI's users a wheel (see
+ingest.coverage), its metadata is known (when a metadata source is configured), it
+has no build for the ABI yet, and no rq job for it exists in Redis (queued, running,
+or failed and kept by rq). A release ruled out by Requires-Python or by PyPI's
+wheels is recorded as skipped for the ABI, with the reason its pages show. Because
+every condition is read from the catalogue and Redis, a Redis that lost its data
+gets exactly the pending jobs back on the next pass."""
 
 from __future__ import annotations
 
@@ -24,27 +26,35 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 from redis import Redis
 from rq import Queue, Retry
-from rq.registry import StartedJobRegistry
+from rq.queue import EnqueueData
 
+from ingest.catalogue import Skip, record_skips
+from ingest.coverage import coverage
 from worker.queues import (
     BUILD_FUNCTION,
+    PUBLISH_FUNCTION,
+    PUBLISH_QUEUE,
     SERIALIZER,
     AllowlistJob,
     build_job_id,
     build_queue_name,
+    publish_job_id,
 )
-
-PUBLISH_QUEUE = "publish"
-PUBLISH_FUNCTION = "publish.jobs.publish_project"
+from worker.wire import FALLBACK_EPOCH, LAST_EPOCH, BuildJob
 
 # The Python each Raspberry Pi OS release ships, by ABI: what Requires-Python is
 # checked against. Other ABIs are read as cpXY -> X.Y.0.
 PI_PYTHONS = {"cp34m": "3.4.2", "cp35m": "3.5.3", "cp37m": "3.7.3", "cp39": "3.9.2",
               "cp311": "3.11.2", "cp313": "3.13.5"}
 
+# The last column: the release's live binary files on PyPI, space-separated (an
+# event's file name has no whitespace), for the coverage check.
 _SELECT = """
 SELECT v.project, v.version, v.requires_python,
-       MAX(v.removed_key, p.deleted_key) AS incarnation
+       MAX(v.removed_key, p.deleted_key) AS incarnation,
+       (SELECT group_concat(f.filename, ' ') FROM live_files f
+        WHERE f.project = v.project AND f.version = v.version AND f.kind = 'binary')
+       AS pypi_binaries
 """
 _WHERE = """
 WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
@@ -54,7 +64,8 @@ WHERE p.skip_reason IS NULL AND v.skip_reason IS NULL
   AND NOT EXISTS (SELECT 1 FROM live_builds b
                   WHERE b.project = v.project AND b.version = v.version AND b.abi = :abi)
   AND NOT EXISTS (SELECT 1 FROM skips s
-                  WHERE s.project = v.project AND s.version = v.version AND s.abi = :abi)
+                  WHERE s.project = v.project AND s.version IN (v.version, '')
+                    AND s.abi = :abi)
 """
 # The backlog, newest release first: walks the released index.
 CANDIDATES = _SELECT + """
@@ -92,7 +103,8 @@ class ScheduleResult:
     abi: str
     queued: int  # jobs added by this pass
     depth: int  # jobs waiting in the queue afterwards
-    skipped: int = 0  # versions newly found to rule this ABI out
+    skipped: int = 0  # versions newly found to rule this ABI out (Requires-Python)
+    covered: int = 0  # versions newly found served to this ABI's users by PyPI
 
 
 def abi_python(abi: str) -> Version | None:
@@ -118,14 +130,6 @@ def admits(requires_python: str | None, abi: str) -> bool:
 def build_queue(conn: Redis, abi: str) -> Queue:
     return Queue(build_queue_name(abi), connection=conn, serializer=SERIALIZER,
                  job_class=AllowlistJob)
-
-
-def sweep_abandoned(redis: Redis, abi: str) -> None:
-    """Fail (or give their one retry to) jobs whose worker died mid-build. rq's idle
-    workers do this too, but a farm whose workers are all busy or gone should not
-    have to wait for one."""
-    queue = build_queue(redis, abi)
-    StartedJobRegistry(queue=queue, job_class=AllowlistJob).cleanup()
 
 
 def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
@@ -158,28 +162,21 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
         if not rows:
             break
         offset += len(rows)
-        ruled_out = [(r[0], r[1], abi, f"Requires-Python {r[2]} rules out {abi}")
+        ruled_out = [Skip(r[0], r[1], abi, f"Requires-Python {r[2]} rules out {abi}")
                      for r in rows if not admits(r[2], abi)]
-        if ruled_out:
-            _record_skips(catalogue, ruled_out)
+        covered, buildable = _split_covered([r for r in rows if admits(r[2], abi)], abi)
+        if ruled_out or covered:
+            record_skips(catalogue, ruled_out + covered)
             result.skipped += len(ruled_out)
-            offset -= len(ruled_out)  # they no longer match the query
-        buildable = [(r[0], r[1], r[3]) for r in rows if admits(r[2], abi)]
+            result.covered += len(covered)
+            offset -= len(ruled_out) + len(covered)  # they no longer match the query
         unqueued = _without_jobs(redis, buildable, abi)[:wanted]
         if at_front:
             unqueued.reverse()  # pushed one by one at the front: the first ends up first
+        released = release_times(catalogue, [(p, v) for p, v, _ in unqueued])
         jobs = [
-            Queue.prepare_data(
-                BUILD_FUNCTION, args=(project, version, abi),
-                job_id=build_job_id(project, version, abi, incarnation),
-                description=f"build {project}=={version} for {abi}",
-                timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
-                at_front=at_front,
-                # More tries if the job itself fails (a worker dead mid-build, an
-                # intake out of reach); a build that fails is not an error and is
-                # recorded, not retried.
-                retry=Retry(max=retries) if retries else None,
-            )
+            build_job_data(BuildJob(project, version, abi, released[project, version]),
+                           incarnation, job_timeout, retries, at_front)
             for project, version, incarnation in unqueued
         ]
         if jobs:
@@ -190,11 +187,50 @@ def top_up(catalogue: sqlite3.Connection, redis: Redis, abi: str, depth: int,
     return result
 
 
-def _record_skips(catalogue: sqlite3.Connection, rows: list[tuple]) -> None:
-    catalogue.execute("BEGIN IMMEDIATE")
-    catalogue.executemany("INSERT OR REPLACE INTO skips (project, version, abi, reason) "
-                          "VALUES (?, ?, ?, ?)", rows)
-    catalogue.execute("COMMIT")
+def build_job_data(job: BuildJob, incarnation: int, job_timeout: int, retries: int,
+                   at_front: bool) -> EnqueueData:
+    """The rq job of one build, under its deterministic id (see build_job_id): the one
+    way builds are queued, by the scheduler and by an operator (ingest.admin)."""
+    return Queue.prepare_data(
+        BUILD_FUNCTION,
+        args=job.to_args(),
+        job_id=build_job_id(job.project, job.version, job.abi, incarnation),
+        description=f"build {job.project}=={job.version} for {job.abi}",
+        timeout=job_timeout, result_ttl=3600, failure_ttl=30 * 86400,
+        at_front=at_front,
+        # More tries if the job itself fails (a worker dead mid-build, an intake out
+        # of reach); a build that fails is not an error and is recorded, not retried.
+        retry=Retry(max=retries) if retries else None,
+    )
+
+
+def _split_covered(rows: list, abi: str) -> tuple[list[Skip], list[tuple[str, str, int]]]:
+    """(skips of the releases PyPI serves every platform of the ABI's users, with the
+    PyPI files named; (project, version, incarnation) of the rest, to build)."""
+    covered, buildable = [], []
+    for row in rows:
+        if row[4] and (found := coverage(abi, row[4].split(" "))).complete:
+            covered.append(Skip(row[0], row[1], abi, found.reason))
+        else:
+            buildable.append((row[0], row[1], row[3]))
+    return covered, buildable
+
+
+def release_times(catalogue: sqlite3.Connection, releases: list[tuple[str, str]]
+                  ) -> dict[tuple[str, str], int]:
+    """Each release's upload time in seconds since the epoch: its builds'
+    SOURCE_DATE_EPOCH, so that every build of it dates its files alike. A release
+    with no known time (or one before 1980, which zip cannot store) gets the fixed
+    FALLBACK_EPOCH."""
+    times = {}
+    for project, version in releases:
+        row = catalogue.execute(
+            "SELECT CAST(strftime('%s', released) AS INTEGER) FROM versions "
+            "WHERE project = ? AND version = ?", (project, version)).fetchone()
+        epoch = row[0] if row else None
+        times[project, version] = epoch if epoch is not None and \
+            FALLBACK_EPOCH <= epoch <= LAST_EPOCH else FALLBACK_EPOCH
+    return times
 
 
 def drain(redis: Redis, abi: str) -> int:
@@ -239,11 +275,3 @@ def request_publish(redis: Redis, projects: set[str]) -> None:
         ))
     if jobs:
         queue.enqueue_many(jobs)
-
-
-def publish_job_id(name: str) -> str:
-    """Canonical names are [a-z0-9-], which rq accepts in ids; anything else is
-    hex-encoded behind an underscore, which no canonical name contains."""
-    if all(c.isascii() and (c.isalnum() or c == "-") for c in name):
-        return f"publish-{name}"
-    return f"publish-_{name.encode().hex()}"

@@ -12,11 +12,12 @@ import logging
 import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 from xml.parsers.expat import ExpatError
 
 from ingest.events import Batch, Event, MalformedEvent
 from ingest.reading import read_chunks
+from worker.errors import Fatal
 
 log = logging.getLogger("ingest")
 
@@ -26,6 +27,29 @@ FILE_CHUNK = 350_000  # events per read of a file, and so per transaction (about
 class SourceUnavailable(Exception):
     """The source cannot answer now (rate limit, server error, timeout, garbage):
     try again later, after a pause."""
+
+
+class NotXmlRpc(Exception):
+    """The upstream answered, but not as an XML-RPC endpoint does: a client error
+    status other than a rate limit (404, 405, a redirect), or a web page."""
+
+    def __init__(self, status: int, content_type: str) -> None:
+        super().__init__(f"answered {status} {content_type or 'with no content type'}")
+        self.status, self.content_type = status, content_type
+
+
+class UpstreamMisconfigured(Fatal):
+    """The first answers of the upstream show it is not PyPI's XML-RPC endpoint:
+    waiting cannot help, the setting must change."""
+
+    def __init__(self, url: str, answer: NotXmlRpc) -> None:
+        super().__init__(f"{url} {answer}: WHEELWRIGHT_PYPI_URL (or --pypi-url) must be "
+                         f"the base URL whose /pypi answers XML-RPC (PyPI's changelog)")
+        self.url, self.answer = url, answer
+
+
+# Answers that say "not now" rather than "not here".
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 @dataclass
@@ -108,6 +132,14 @@ class _TimeoutTransport(xmlrpc.client.SafeTransport):
         super().__init__()
         self.timeout, self.secure = timeout, secure
 
+    def parse_response(self, response):
+        # A 200 web page (a project site, the simple index) is not XML-RPC; a
+        # maintenance page is usually a 5xx, which stays a transient fault.
+        content_type = response.getheader("Content-Type", "") or ""
+        if "html" in content_type.lower():
+            raise NotXmlRpc(response.status, content_type.partition(";")[0])
+        return super().parse_response(response)
+
     def make_connection(self, host):
         if self.secure:
             conn = super().make_connection(host)
@@ -129,6 +161,7 @@ class XmlRpcSource:
     page: int = 50_000  # the most rows PyPI returns per call
     rereads: bool = True
     state_key: str = "pypi-serial"
+    answered: bool = False  # it has answered as XML-RPC since this process started
 
     def _proxy(self) -> xmlrpc.client.ServerProxy:
         transport = _TimeoutTransport(self.timeout, self.url.startswith("https:"))
@@ -136,15 +169,32 @@ class XmlRpcSource:
 
     def _call(self, method: str, *args):
         try:
-            return getattr(self._proxy(), method)(*args)
+            result = getattr(self._proxy(), method)(*args)
         except xmlrpc.client.Fault as fault:
+            self.answered = True  # a fault is an XML-RPC answer: the URL is right
             raise SourceUnavailable(f"{method}: fault {fault.faultCode} "
                                     f"{fault.faultString[:200]}") from None
         except xmlrpc.client.ProtocolError as error:
-            raise SourceUnavailable(f"{method}: HTTP {error.errcode}") from None
+            if error.errcode >= 500 or error.errcode in TRANSIENT_STATUSES:
+                raise SourceUnavailable(f"{method}: HTTP {error.errcode}") from None
+            content_type = (error.headers or {}).get("Content-Type", "")
+            self._not_xmlrpc(method, NotXmlRpc(error.errcode, content_type.partition(";")[0]))
+        except NotXmlRpc as answer:
+            self._not_xmlrpc(method, answer)
         except (OSError, http.client.HTTPException, ExpatError, xmlrpc.client.ResponseError,
                 ValueError) as error:
             raise SourceUnavailable(f"{method}: {type(error).__name__}: {error}") from None
+        self.answered = True
+        return result
+
+    def _not_xmlrpc(self, method: str, answer: NotXmlRpc) -> NoReturn:
+        """Fail at once if the upstream has not answered as XML-RPC yet: a wrong URL
+        shows at start. Once it has, the URL is right and this is a passing fault
+        of the upstream (a CDN's error page), paused on like the others."""
+        if not self.answered:
+            raise UpstreamMisconfigured(self.url, answer) from None
+        raise SourceUnavailable(f"{method}: {self.url} {answer}, where XML-RPC was "
+                                "expected") from None
 
     def fetch(self, cursor: str | None) -> Fetched:
         applied = int(cursor or 0)

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 from contextlib import closing
 from pathlib import Path
 
 from rq import Queue, Worker
 
-from ingest import catalogue
-from ingest.scheduler import PUBLISH_QUEUE
-from worker import settings
-from worker.queues import SERIALIZER, connect
+from ingest import catalogue, settings
+from ingest.errors import claim_port, master_errors
+from worker.queues import PUBLISH_QUEUE, SERIALIZER, connect
+from worker.stopping import stops_quietly
 
 
 def cmd_intake(args, config: settings.Settings) -> None:
-    from publish.intake import Intake
-    from publish.server import run
+    from publish.intake import DRAIN, Intake
+    from publish.server import IntakeLimits, run
 
-    run(Intake(config).app, *config.intake_bind)
+    claim_port("WHEELWRIGHT_INTAKE", *config.intake_bind)
+    # Pushes a little over the limit reach the intake, which drains them and says why;
+    # waitress refuses larger ones before reading them.
+    run(Intake(config).app, *config.intake_bind,
+        limits=IntakeLimits(max_body=config.max_upload + DRAIN + 1))
 
 
 def cmd_serve(args, config: settings.Settings) -> None:
@@ -27,19 +32,31 @@ def cmd_serve(args, config: settings.Settings) -> None:
 
     config.www_dir.mkdir(parents=True, exist_ok=True)
     host, port = config.web_bind
+    claim_port("WHEELWRIGHT_WEB", host, port)
     serve_forever(config.www_dir, config.logs_dir / "access.log", host, port,
                   processes=args.processes,
                   ready=lambda line: print(line, flush=True))
 
 
 def cmd_worker(args, config: settings.Settings) -> None:
-    from publish.jobs import PublishJob
+    from publish.jobs import HomeRefresher, PublishJob, refresh_home_if_due
 
     conn = connect(config.effective_redis_url)
     queue = Queue(PUBLISH_QUEUE, connection=conn, serializer=SERIALIZER, job_class=PublishJob)
+    # A name of its own per start: a stopped publisher's registration may outlive it
+    # (Redis gone first, or a kill), and rq refuses a second worker of the same name.
     worker = Worker([queue], connection=conn, serializer=SERIALIZER, job_class=PublishJob,
-                    name=f"{config.worker_name}-publish")
-    worker.work(burst=args.burst, with_scheduler=False)
+                    name=f"{config.worker_name}-publish-{secrets.token_hex(3)}")
+    # The home page follows the publishes from a thread of this process, with a
+    # connection of its own (the worker's blocks on the queue).
+    refresher = HomeRefresher(connect(config.effective_redis_url), config)
+    refresher.start()
+    try:
+        worker.work(burst=args.burst, with_scheduler=False)
+    finally:
+        refresher.stop()
+    if args.burst:  # the trailing edge of a burst run: nothing comes after it
+        refresh_home_if_due(refresher.redis, config, force=True)
 
 
 def cmd_write(args, config: settings.Settings) -> None:
@@ -93,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_screenshot)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s publish %(message)s")
-    args.func(args, settings.load())
+    config = settings.load()
+    name = f"publish {args.command}"
+    with stops_quietly(name), master_errors(name, config, config.catalogue_path):
+        args.func(args, config)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ def _create(path: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+    except OSError as error:
+        # A full disk: leave no partial file, and name the one (os.write does not).
+        os.unlink(path)
+        raise OSError(error.errno, error.strerror, path) from error
     finally:
         os.close(fd)
 

@@ -7,6 +7,7 @@ publish worker (see publish.jobs)."""
 
 from __future__ import annotations
 
+import json as json_module
 import logging
 import multiprocessing
 import os
@@ -16,21 +17,27 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.catalogue import delete_dead_project_rows, delete_orphan_rows
+from ingest.settings import Settings
 from publish import pages, simple
 from publish.files import inside, inside_str, link_atomic, remove, write_atomic, write_directory
 from publish.releases import (
+    CODENAMES,
+    RELEASE_INDEXES,
     Project,
+    ReleaseIndex,
     is_valid_name,
     load_all,
     load_project,
     orphans_of_dead_project,
 )
-from worker.settings import Settings
 
 log = logging.getLogger("publish")
 
 # Top-level entries of www/ that are not per-project directories.
 TOP_FILES = {"index.html", "index.json"}
+# The per-release indexes' directories of projects, beside simple/ and project/.
+RELEASE_TOPS = tuple(f"{codename}/simple" for codename in CODENAMES)
 
 
 def site_of(config: Settings) -> pages.Site:
@@ -61,6 +68,13 @@ def publish_project(conn: sqlite3.Connection, www: Path, site: pages.Site, name:
         # The root first: a crash after it leaves the project's own files out of
         # step, which the next publish sees and repairs.
         outcome.root_written = write_root(conn, www)
+    for release in site.releases:
+        # As above, each release's root first, with or without this project.
+        before = os.path.exists(inside_str(www, "simple", name, f"{release.codename}.html"))
+        after = project is not None and bool(simple.release_listing(project, release))
+        if before != after:
+            outcome.root_written |= write_release_root(
+                www, release, _release_root_names(www, release) ^ {name})
     if project is None:
         outcome.files_removed = remove_project(conn, www, name)
     else:
@@ -70,16 +84,28 @@ def publish_project(conn: sqlite3.Connection, www: Path, site: pages.Site, name:
 
 
 def write_project(www: Path, site: pages.Site, project: Project,
-                  present: Callable[[str, str], bool] | None = None) -> int:
-    """Write the project's simple pages, aliases and people's pages; the number of
-    files that changed. A project without directories yet (every project of a
-    rebuild into an empty www/) gets each directory whole, with no file compared.
-    present(top, name) tells whether www/top/name exists (default: ask the file
-    system); a rebuild answers from one listing of each top directory."""
+                  present: Callable[[str, str], bool] | None = None,
+                  in_release: dict[str, list[str]] | None = None) -> int:
+    """Write the project's simple pages (its own, and each release index's that
+    lists a wheel of it), aliases and people's pages; the number of files that
+    changed. A project without directories yet (every project of a rebuild into an
+    empty www/) gets each directory whole, with no file compared. present(top, name)
+    tells whether www/top/name exists (default: ask the file system); a rebuild
+    answers from one listing of each top directory. The project's name is added
+    to in_release[codename] for each release index that lists it."""
     listed = simple.expand_aliases(simple.listing(project))
     index_files = {"index.html": simple.project_html(project, listed).encode(),
                    "index.json": simple.project_json(project, listed).encode()}
-    page_files = {"index.html": pages.project_page(site, project).encode(),
+    releases, unlisted = [], []
+    for release in site.releases:
+        if release_files := simple.expand_aliases(simple.release_listing(project, release)):
+            index_files.update(release_pages(project, release, release_files))
+            releases.append(release)
+            if in_release is not None:
+                in_release[release.codename].append(project.name)
+        else:
+            unlisted.append(release)
+    page_files = {"index.html": pages.project_page(site, project, releases).encode(),
                   "json/index.json": pages.project_json(site, project).encode()}
     written = 0
     for top, files in (("simple", index_files), ("project", page_files)):
@@ -90,17 +116,50 @@ def write_project(www: Path, site: pages.Site, project: Project,
             continue
         if top == "simple":
             written += _link_aliases(directory, project)
+            written += _drop_release_pages(directory, unlisted)
         for name, data in files.items():
             written += write_atomic(os.path.join(directory, name), data)
+    if any(w.copies for w in project.wheels()):
+        for release in site.releases:
+            written += _link_copy_aliases(www, project, release)
     return written
 
 
+def release_pages(project: Project, release: ReleaseIndex, files: list[simple.Listed]
+                  ) -> dict[str, bytes]:
+    """The project's page in a release's index, both forms, named for the project's
+    simple/ directory: www/simple/<project>/<codename>.html and .json are served as
+    /<codename>/simple/<project>/ (nginx.conf, publish.server). Kept beside the
+    project's own pages rather than in a directory of their own: a new directory
+    costs the file system several times what a file in an existing one does, and a
+    rebuild makes one per project."""
+    return {f"{release.codename}.html": simple.project_html(project, files).encode(),
+            f"{release.codename}.json": simple.project_json(project, files).encode()}
+
+
+def _drop_release_pages(directory: str, releases: list[ReleaseIndex]) -> int:
+    """Remove the pages of releases that no longer list a wheel of the project."""
+    removed = 0
+    for release in releases:
+        for suffix in (".html", ".json"):
+            try:
+                os.unlink(os.path.join(directory, release.codename + suffix))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def _link_aliases(directory: str, project: Project) -> int:
-    """The armv6l name of each armv7l wheel (and of its metadata) as a link to it."""
+    """The armv6l name of each armv7l wheel that runs on a Pi Zero/1 (and of its
+    metadata) as a link to it; the links of any other are taken away (published
+    before its verdict was known, or the verdict changed)."""
     linked = 0
     for wheel in project.wheels():
         alias = simple.armv6l_name(wheel.filename)
-        if alias and os.path.exists(os.path.join(directory, wheel.filename)):
+        if alias and not wheel.armv6:
+            linked += _unlink_alias(directory, alias, wheel.filename)
+        elif alias and os.path.exists(os.path.join(directory, wheel.filename)):
             linked += link_atomic(os.path.join(directory, alias), wheel.filename)
             if os.path.exists(os.path.join(directory, f"{wheel.filename}.metadata")):
                 linked += link_atomic(os.path.join(directory, f"{alias}.metadata"),
@@ -108,38 +167,87 @@ def _link_aliases(directory: str, project: Project) -> int:
     return linked
 
 
+def _link_copy_aliases(www: Path, project: Project, release: ReleaseIndex) -> int:
+    """_link_aliases for a release's own bytes of names built differently by
+    another release, which are kept in www/<codename>/simple/<project>/ (see
+    publish.intake)."""
+    directory = inside_str(www, release.codename, "simple", project.name)
+    if not os.path.isdir(directory):
+        return 0
+    linked = 0
+    for wheel in project.wheels():
+        if not wheel.copies or not (alias := simple.armv6l_name(wheel.filename)):
+            continue
+        chosen = wheel.release_choice(release)
+        if chosen is None or chosen.sha256 == wheel.sha256 or not chosen.armv6:
+            linked += _unlink_alias(directory, alias, wheel.filename)
+        elif os.path.exists(os.path.join(directory, wheel.filename)):
+            linked += link_atomic(os.path.join(directory, alias), wheel.filename)
+            if os.path.exists(os.path.join(directory, f"{wheel.filename}.metadata")):
+                linked += link_atomic(os.path.join(directory, f"{alias}.metadata"),
+                                      f"{wheel.filename}.metadata")
+    return linked
+
+
+def _unlink_alias(directory: str, alias: str, filename: str) -> int:
+    """Remove `alias` and its metadata's alias if they are our links to `filename`:
+    a real file of that name is not ours to remove."""
+    removed = 0
+    for name, target in ((alias, filename), (f"{alias}.metadata", f"{filename}.metadata")):
+        path = os.path.join(directory, name)
+        try:
+            if os.readlink(path) == target:
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            pass  # no link there
+    return removed
+
+
 def remove_orphans(conn: sqlite3.Connection, www: Path, project: Project) -> int:
     """Remove the wheels, aliases and logs of releases that are gone, files and rows."""
-    if not project.orphan_wheels and not project.orphan_builds:
+    if not project.orphan_wheels and not project.orphan_builds and not project.orphan_copies:
         return 0
     removed = 0
     directory = inside(www, "simple", project.name)
     for wheel in project.orphan_wheels:
-        names = [wheel.filename]
-        if alias := simple.armv6l_name(wheel.filename):
-            names.append(alias)
-        for name in names:
+        for name in _names_of(wheel.filename):
             removed += remove(inside(directory, name))
-            removed += remove(inside(directory, f"{name}.metadata"))
+            for codename in CODENAMES:  # its copies' files, if other bytes were kept
+                removed += remove(inside(www, codename, "simple", project.name, name))
+    for filename, abi in project.orphan_copies:
+        if release := RELEASE_INDEXES.get(abi):
+            for name in _names_of(filename):
+                removed += remove(inside(www, release.codename, "simple", project.name, name))
     for build in project.orphan_builds:
         if build.log_path:
             path = inside(www, build.log_path)
             removed += remove(path)
             _remove_empty(path.parent, inside(www, "logs"))
-    _delete_rows(conn, project.name,
-                 filenames=[w.filename for w in project.orphan_wheels],
-                 builds=[(b.version, b.abi) for b in project.orphan_builds])
+    delete_orphan_rows(conn, project.name,
+                       filenames=[w.filename for w in project.orphan_wheels],
+                       builds=[(b.version, b.abi) for b in project.orphan_builds],
+                       copies=project.orphan_copies)
     log.info("%s: removed %d files of deleted releases", project.name, removed)
     return removed
 
 
+def _names_of(filename: str) -> list[str]:
+    """A wheel's file, its armv6l alias, and their metadata."""
+    names = [filename]
+    if alias := simple.armv6l_name(filename):
+        names.append(alias)
+    return [*names, *(f"{name}.metadata" for name in names)]
+
+
 def remove_project(conn: sqlite3.Connection, www: Path, name: str) -> int:
     """Remove everything of a project that is gone: its directories and our rows."""
-    removed = sum(remove(inside(www, top, name)) for top in ("simple", "project", "logs"))
+    removed = sum(remove(inside(www, *top.split("/"), name))
+                  for top in ("simple", "project", "logs", *RELEASE_TOPS))
     dead = orphans_of_dead_project(conn, name)
     if dead.orphan_wheels or dead.orphan_builds:
-        _delete_rows(conn, name, filenames=[w.filename for w in dead.orphan_wheels],
-                     builds=[(b.version, b.abi) for b in dead.orphan_builds])
+        delete_orphan_rows(conn, name, filenames=[w.filename for w in dead.orphan_wheels],
+                           builds=[(b.version, b.abi) for b in dead.orphan_builds])
     if removed:
         log.info("%s: removed, the project is gone", name)
     return removed
@@ -154,24 +262,29 @@ def _remove_empty(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def _delete_rows(conn: sqlite3.Connection, project: str, filenames: list[str],
-                 builds: list[tuple[str, str]]) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table in ("dependencies", "unresolved_sonames", "wheels"):
-            conn.executemany(f"DELETE FROM {table} WHERE filename = ?",  # noqa: S608
-                             [(f,) for f in filenames])
-        conn.executemany("DELETE FROM builds WHERE project = ? AND version = ? AND abi = ?",
-                         [(project, version, abi) for version, abi in builds])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 def live_names(conn: sqlite3.Connection) -> list[str]:
     return [name for (name,) in conn.execute("SELECT name FROM live_projects ORDER BY name")
             if is_valid_name(name)]
+
+
+def write_release_root(www: Path, release: ReleaseIndex, names: set[str]) -> bool:
+    """/<codename>/simple/: the projects the release's index lists a wheel of. True
+    if it changed."""
+    ordered = sorted(names)
+    html = write_atomic(inside(www, release.codename, "simple", "index.html"),
+                        simple.root_html(ordered).encode())
+    json = write_atomic(inside(www, release.codename, "simple", "index.json"),
+                        simple.root_json(ordered).encode())
+    return html or json
+
+
+def _release_root_names(www: Path, release: ReleaseIndex) -> set[str]:
+    """The names the release's root lists now (none before its first write)."""
+    try:
+        with open(inside(www, release.codename, "simple", "index.json"), "rb") as f:
+            return {p["name"] for p in json_module.load(f)["projects"]}
+    except FileNotFoundError:
+        return set()
 
 
 def write_root(conn: sqlite3.Connection, www: Path, names: list[str] | None = None) -> bool:
@@ -220,8 +333,9 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
     both keep a core busy."""
     names = live_names(conn)
     shards = _shards(names, default_processes(len(names)) if processes is None else processes)
+    listed: dict[str, set[str]] = {r.codename: set() for r in site.releases}
     if len(shards) == 1:
-        _publish_range(conn, www, site, *shards[0])
+        _merge(listed, _publish_range(conn, www, site, *shards[0]))
     else:
         database = conn.execute("PRAGMA database_list").fetchone()[2]
         # spawn, not fork: a forked child of a process with threads (a server, a
@@ -231,10 +345,10 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
             jobs = [pool.apply_async(_publish_range_in, (database, www, site, *shard))
                     for shard in shards]
             for done, job in enumerate(jobs, 1):
-                job.get()
+                _merge(listed, job.get())
                 progress(f"{done}/{len(jobs)} parts written")
     live = set(names)
-    for top in ("simple", "project", "logs"):
+    for top in ("simple", "project", "logs", *RELEASE_TOPS):
         directory = www / top
         if not directory.is_dir():
             continue
@@ -242,8 +356,11 @@ def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,
             if entry.name not in live and entry.name not in TOP_FILES \
                     and is_valid_name(entry.name):
                 remove_project(conn, www, entry.name)
-    _delete_dead_rows(conn)
+    # Our rows of projects that are gone (their files went with their directories).
+    delete_dead_project_rows(conn)
     write_root(conn, www, names)
+    for release in site.releases:
+        write_release_root(www, release, listed[release.codename])
     write_home(conn, www, site)
     progress(f"{len(names):,} projects written")
     return len(names)
@@ -264,23 +381,32 @@ def _shards(names: list[str], count: int) -> list[tuple[str | None, str | None]]
     return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
+def _merge(listed: dict[str, set[str]], found: dict[str, list[str]]) -> None:
+    for codename, names in found.items():
+        listed[codename].update(names)
+
+
 def _publish_range_in(database: str, www: Path, site: pages.Site, first: str | None,
-                      last: str | None) -> None:
+                      last: str | None) -> dict[str, list[str]]:
     from ingest import catalogue  # a fresh connection in each process
 
     with closing(catalogue.connect(database)) as conn:
-        _publish_range(conn, www, site, first, last)
+        return _publish_range(conn, www, site, first, last)
 
 
 def _publish_range(conn: sqlite3.Connection, www: Path, site: pages.Site, first: str | None,
-                   last: str | None) -> None:
+                   last: str | None) -> dict[str, list[str]]:
+    """Write the projects from `first` and before `last`; for each release with an
+    index, the names it lists (for its root)."""
     listed = {top: _entries(www / top) for top in ("simple", "project")}
     present = lambda top, name: name in listed[top]  # noqa: E731
+    in_release: dict[str, list[str]] = {r.codename: [] for r in site.releases}
     for project in load_all(conn, first, last):
         if not is_valid_name(project.name):
             continue
         remove_orphans(conn, www, project)
-        write_project(www, site, project, present)
+        write_project(www, site, project, present, in_release)
+    return in_release
 
 
 def _entries(directory: Path) -> frozenset[str]:
@@ -290,20 +416,3 @@ def _entries(directory: Path) -> frozenset[str]:
         return frozenset(os.listdir(directory))
     except FileNotFoundError:
         return frozenset()
-
-
-DEAD_WHEELS = "SELECT filename FROM wheels WHERE project NOT IN (SELECT name FROM live_projects)"
-
-
-def _delete_dead_rows(conn: sqlite3.Connection) -> None:
-    """Our rows for projects that are gone (their files went with their directories)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table in ("dependencies", "unresolved_sonames"):
-            conn.execute(f"DELETE FROM {table} WHERE filename IN ({DEAD_WHEELS})")  # noqa: S608
-        conn.execute("DELETE FROM wheels WHERE project NOT IN (SELECT name FROM live_projects)")
-        conn.execute("DELETE FROM builds WHERE project NOT IN (SELECT name FROM live_projects)")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gzip
 import hashlib
 import hmac
-import json
+import logging
 import os
-import re
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -15,25 +16,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bottle
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
 
 from ingest import catalogue
 from ingest.scheduler import request_publish
-from publish.builds import BuildReport, ReportedFile, record_build
+from ingest.settings import Settings
 from publish.files import inside, write_atomic
-from publish.wheel import BadWheel, WheelInfo, ZipLimits, check_filename, inspect_wheel
+from publish.releases import RELEASE_INDEXES, built_name
 from worker.build import sha256_of
-from worker.queues import connect
-from worker.settings import Settings
+from worker.elf import armv6_of_wheel
+from worker.errors import LowDisk, free_space
+from worker.queues import (
+    BUILD_FUNCTION,
+    SERIALIZER,
+    AllowlistJob,
+    build_queue_name,
+    connect,
+    runs_on,
+)
+from worker.wheel import UNREADABLE, BadWheel, WheelInfo, ZipLimits, inspect_wheel
+from worker.wire import BadJob, BadReport, BuildJob, BuildReport
 
-PROJECT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,198}[a-z0-9])?$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,99}$")
-ABI_RE = re.compile(r"^[a-z0-9_]{1,32}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}(?::[a-z0-9]{1,16})?$")  # Debian's rule
-SONAME_RE = re.compile(r"^[A-Za-z0-9_+.@-]{1,255}$")
+log = logging.getLogger("publish.intake")
+
 MAX_REPORT = 1024 * 1024
 MAX_LOG = 8 * 1024 * 1024
-MAX_NAMES = 1000  # dependencies or sonames listed for one file
 DRAIN = 64 * 1024 * 1024  # bytes of a refused body read anyway, so the client hears why
 
 
@@ -51,69 +61,39 @@ class Upload:
     sha256: str
 
 
+@dataclass
+class Copy:
+    """A pushed abi3 or pure wheel whose name another ABI built first: this ABI's
+    release keeps its own (see Intake._as_copy)."""
+
+    upload: Upload
+    wheel: WheelInfo
+    record: catalogue.WheelCopy
+    first_sha256: str  # of the first build's file, in www/simple/
+    codename: str  # of the release whose index lists this copy
+
+
 def _authenticate(header: str, tokens: dict[str, str]) -> str:
+    """The worker whose token the header carries. Every token is compared, each in
+    constant time, so the time taken tells nothing of which one came close."""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        for name, expected in tokens.items():
-            if hmac.compare_digest(token.encode(), expected.encode()):
-                return name
+    matched = [name for name, expected in tokens.items()
+               if hmac.compare_digest(token.encode(), expected.encode())]
+    if scheme.lower() == "bearer" and token and matched:
+        return matched[0]
     raise Refused(401, "bad or missing token")
 
 
-def _names(value, pattern: re.Pattern, what: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_NAMES:
-        raise Refused(400, f"{what} is a list of at most {MAX_NAMES} names")
-    for name in value:
-        if not isinstance(name, str) or not pattern.match(name):
-            raise Refused(400, f"bad name in {what}: {name!r}")
-    return value
-
-
-def _reported_file(f: dict) -> ReportedFile:
-    requires_python = f.get("requires_python")
-    if requires_python is not None and not isinstance(requires_python, str):
-        raise Refused(400, "requires_python is a string or null")
-    return ReportedFile(
-        filename=str(f["filename"]), size=int(f["size"]), sha256=str(f["sha256"]),
-        requires_python=requires_python,
-        apt_dependencies=_names(f.get("apt_dependencies"), APT_RE, "apt_dependencies"),
-        apt_preinstalled=_names(f.get("apt_preinstalled"), APT_RE, "apt_preinstalled"),
-        unresolved_sonames=_names(f.get("unresolved_sonames"), SONAME_RE,
-                                  "unresolved_sonames"),
-    )
-
-
 def _parse_report(raw: bytes, worker: str, abis: tuple[str, ...]) -> BuildReport:
+    """The report, checked by its own rule (worker.wire) and against what this farm
+    builds; its `worker` is the name the push's token authenticates, whatever it says."""
     try:
-        data = json.loads(raw)
-        files = [_reported_file(f) for f in data.get("files", [])]
-        report = BuildReport(
-            project=str(data["project"]), version=str(data["version"]), abi=str(data["abi"]),
-            status=str(data["status"]), duration=float(data.get("duration", 0.0)),
-            worker=worker, files=files,
-        )
-    except (ValueError, KeyError, TypeError) as error:
+        report = BuildReport.from_json(raw)
+    except BadReport as error:
         raise Refused(400, f"malformed report: {error}") from None
-    if not PROJECT_RE.match(report.project):
-        raise Refused(400, "project must be a canonical name")
-    if not VERSION_RE.match(report.version):
-        raise Refused(400, "bad version")
-    if not ABI_RE.match(report.abi) or report.abi not in abis:
+    if report.abi not in abis:
         raise Refused(400, f"we do not build for ABI {report.abi!r}")
-    if report.status not in ("success", "failed"):
-        raise Refused(400, "status is success or failed")
-    if report.status == "success" and not report.files:
-        raise Refused(400, "a successful build has wheels")
-    if report.status == "failed" and report.files:
-        raise Refused(400, "a failed build has no wheels")
-    if len({f.filename for f in report.files}) != len(report.files):
-        raise Refused(400, "a file is listed twice")
-    for f in report.files:
-        if not SHA256_RE.match(f.sha256) or f.size < 0:
-            raise Refused(400, f"bad size or sha256 for {f.filename!r}")
-    return report
+    return dataclasses.replace(report, worker=worker)
 
 
 def _receive(part: bottle.FileUpload, directory: Path, limit: int) -> Upload:
@@ -146,8 +126,10 @@ class Intake:
     def receive_build(self):
         request, response = bottle.request, bottle.response
         uploads: list[Upload] = []
+        worker = None
         try:
             worker = _authenticate(request.get_header("Authorization", ""), self.tokens)
+            self._check_room()
             length = request.content_length
             if length < 0:
                 raise Refused(411, "Content-Length required")
@@ -159,26 +141,70 @@ class Intake:
                 raise Refused(400, "no report")
             report = _parse_report(report_part.file.read(MAX_REPORT + 1)[:MAX_REPORT],
                                    worker, self.config.abis)
+            self._check_job(report)
             self._check_release(report)
             self._receive_wheels(report, uploads)
             result = self._accept(report, uploads)
             response.status = 200
             return result
         except Refused as refused:
+            log.warning("refused a push from %s: %d %s", worker or "an unknown worker",
+                        refused.status, refused.reason)
             response.status = refused.status
             return {"error": refused.reason}
         finally:
             for upload in uploads:
                 upload.tmp.unlink(missing_ok=True)
 
+    def _check_room(self) -> None:
+        """Refuse pushes with 507 while the data directory's file system has less
+        free space than WHEELWRIGHT_MIN_FREE_MB: a wheel, its log or the catalogue
+        would fail half-written. Workers retry a 507 later, as any 5xx."""
+        minimum = self.config.min_free_mb * 2**20
+        if minimum and (free := free_space(self.config.data_dir)) < minimum:
+            raise Refused(507, str(LowDisk(self.config.data_dir, free, minimum)))
+
+    def _check_job(self, report: BuildReport) -> None:
+        """A push answers a build job that this worker runs now: a token alone, if it
+        leaked, cannot replace another project's files."""
+        refused = Refused(403, f"job {report.job_id} is not a build of {report.project} "
+                               f"{report.version} for {report.abi} that {report.worker} "
+                               "is running")
+        registry = StartedJobRegistry(build_queue_name(report.abi), connection=self.redis,
+                                      job_class=AllowlistJob, serializer=SERIALIZER)
+        if report.job_id not in registry:
+            raise refused
+        try:
+            job = AllowlistJob.fetch(report.job_id, connection=self.redis,
+                                     serializer=SERIALIZER)
+        except NoSuchJobError:
+            raise refused from None
+        if job.refusal or job.func_name != BUILD_FUNCTION or not _asks_for(job, report) or \
+                job.get_status() != JobStatus.STARTED or \
+                not runs_on(job.worker_name, report.worker, report.abi):
+            raise refused
+
+    @functools.cached_property
+    def redis(self) -> Redis:
+        return connect(self.config.effective_redis_url, wait=5)
+
     def _check_release(self, report: BuildReport) -> None:
+        """A live release, and not one an operator skipped (or withdrew, or whose
+        maintainer opted out): a build under way when they did lands nothing."""
         with _catalogue(self.config) as conn:
             known = conn.execute(
-                "SELECT 1 FROM live_versions WHERE project = ? AND version = ?",
-                (report.project, report.version),
+                "SELECT COALESCE(p.skip_reason, v.skip_reason, (SELECT s.reason FROM skips s "
+                "WHERE s.project = v.project AND s.version IN (v.version, '') "
+                "AND s.abi = ? AND s.source = 'operator')) FROM live_versions v "
+                "JOIN live_projects p ON p.name = v.project "
+                "WHERE v.project = ? AND v.version = ?",
+                (report.abi, report.project, report.version),
             ).fetchone()
         if not known:
             raise Refused(409, f"{report.project} {report.version} is not a release we build")
+        if known[0] is not None:
+            raise Refused(409, f"{report.project} {report.version} is skipped by an operator "
+                               f"({known[0]})")
 
     def _receive_wheels(self, report: BuildReport, uploads: list[Upload]) -> None:
         """Stream the wheels into `uploads` (the caller removes them whatever happens)."""
@@ -186,13 +212,6 @@ class Intake:
         expected = {f.filename: f for f in report.files}
         if sorted(p.raw_filename for p in parts) != sorted(expected):
             raise Refused(400, "uploaded wheels differ from the report's files")
-        for part in parts:
-            try:
-                _, abi, _ = check_filename(part.raw_filename, report.project, report.version)
-            except BadWheel as error:
-                raise Refused(400, str(error)) from None
-            if not set(abi.split(".")) <= {report.abi, "none", "abi3"}:
-                raise Refused(400, f"{part.raw_filename} is not a wheel for {report.abi}")
         self.incoming.mkdir(parents=True, exist_ok=True)
         for part in parts:
             upload = _receive(part, self.incoming, self.config.max_upload)
@@ -201,34 +220,149 @@ class Intake:
             if (upload.size, upload.sha256) != (claimed.size, claimed.sha256):
                 raise Refused(400, f"{upload.filename}: size or sha256 differs from the report")
 
-    def _accept(self, report: BuildReport, uploads: list[Upload]) -> dict:
+    def _accept(self, report: BuildReport, uploads: list[Upload],
+                log_text: bytes | None = None) -> dict:
+        rebuild = self._rebuild_requested(report)
         wheels: list[WheelInfo] = []
         placed: list[Upload] = []
+        differing: list[catalogue.DifferingPush] = []
+        copies: list[Copy] = []
         for upload in uploads:
             try:
-                wheel = inspect_wheel(upload.tmp, upload.filename, report.project,
-                                      report.version, self.limits)
+                wheel = inspect_wheel(upload.tmp, report.project, report.version,
+                                      upload.filename, self.limits)
             except BadWheel as error:
                 raise Refused(422, f"{upload.filename}: {error}") from None
+            copy = self._as_copy(report, wheel, upload, rebuild)
+            if isinstance(copy, catalogue.DifferingPush):
+                differing.append(copy)
+                continue
+            if copy is not None:
+                copies.append(copy)
+                continue
             target = inside(self.www, "simple", report.project, upload.filename)
-            if target.exists() and sha256_of(target) != upload.sha256:
+            served = sha256_of(target) if target.exists() else None
+            if served is not None and served != upload.sha256 and rebuild \
+                    and not self._built_by_another_abi(report, wheel):
+                served = None  # an operator asked for this build to be replaced
+            if served is not None and served != upload.sha256:
+                # The served file stays: installers and lockfiles already know its
+                # hash. A rebuild of ours that did not reproduce it is recorded and
+                # shown, and answered 200, since the build itself succeeded.
                 if not self._built_by_another_abi(report, wheel):
-                    raise Refused(409, f"{upload.filename} exists with other contents")
+                    differing.append(catalogue.DifferingPush(
+                        filename=upload.filename, sha256=upload.sha256, size=upload.size,
+                        project=report.project, version=report.version, abi=report.abi,
+                        worker=report.worker, served_sha256=served))
                 continue  # a pure or abi3 wheel another ABI built first: keep that one
             wheels.append(wheel)
             placed.append(upload)
-        log_path = self._store_log(report)
+        report = self._with_own_verdicts(report, [*placed, *(c.upload for c in copies)])
+        log_path = self._store_log(report, log_text)
         for upload, wheel in zip(placed, wheels, strict=True):
             target = inside(self.www, "simple", report.project, upload.filename)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target.with_name(target.name + ".metadata"), wheel.metadata)
             os.chmod(upload.tmp, 0o644)
             os.replace(upload.tmp, target)
+        kept = self._place_copies(report, copies)
         with _catalogue(self.config) as conn:
-            record_build(conn, report, wheels, log_path)
-        request_publish(connect(self.config.effective_redis_url, wait=5), {report.project})
+            catalogue.record_build(conn, report, wheels, log_path, kept)
+            if rebuild:
+                catalogue.clear_rebuild(conn, report.project, report.version, report.abi)
+            for push in differing:
+                catalogue.record_differing_push(conn, push)
+        for push in differing:
+            log.warning("%s from %s differs from the file served under that name "
+                        "(sha256 %s, served %s): kept the served one", push.filename,
+                        report.worker, push.sha256, push.served_sha256)
+        log.info("recorded a %s build of %s %s for %s from %s (%s)", report.status,
+                 report.project, report.version, report.abi, report.worker, report.job_id)
+        request_publish(self.redis, {report.project})
         return {"recorded": f"{report.project} {report.version} {report.abi}",
-                "status": report.status, "files": [u.filename for u in uploads]}
+                "status": report.status, "files": [u.filename for u in uploads],
+                "differs": [{"filename": d.filename, "sha256": d.sha256,
+                             "served_sha256": d.served_sha256} for d in differing]}
+
+    def _with_own_verdicts(self, report: BuildReport, uploads: list[Upload]) -> BuildReport:
+        """The report with our own reading of where each wheel runs (a Pi Zero/1 or
+        not: worker.elf) in place of the worker's, which we only compare with it: a
+        disagreement is a worker running other code than ours, worth a warning, not a
+        refusal (every Pi would otherwise have to be upgraded with the intake)."""
+        verdicts = {}
+        for upload in uploads:
+            try:
+                verdict = armv6_of_wheel(upload.tmp, self.incoming)
+            except UNREADABLE as error:
+                raise Refused(422, f"{upload.filename}: {error}") from None
+            verdicts[upload.filename] = verdict.runs
+        files = []
+        for file in report.files:
+            if file.filename in verdicts and verdicts[file.filename] != file.armv6:
+                log.warning("%s from %s: the worker says armv6 %s, its ELF files say %s",
+                            file.filename, report.worker, file.armv6, verdicts[file.filename])
+            files.append(dataclasses.replace(file, armv6=verdicts.get(file.filename)))
+        return dataclasses.replace(report, files=files)
+
+    def _as_copy(self, report: BuildReport, wheel: WheelInfo, upload: Upload,
+                 rebuild: bool) -> Copy | catalogue.DifferingPush | None:
+        """An abi3 or pure wheel whose name another ABI built first, from an ABI
+        whose release has an index of its own, is that release's copy: listed by
+        its index alone, and kept apart when its bytes differ (built against
+        another glibc and libraries, one index could not serve both truthfully).
+        A copy this ABI pushed before with other bytes stays, as a served file
+        does (unless an operator asked for a rebuild): the push is a differing
+        one. None for every other wheel."""
+        if not set(wheel.abi_tag.split(".")) <= {"none", "abi3"}:
+            return None
+        release = RELEASE_INDEXES.get(report.abi)
+        if release is None:
+            return None  # no index of its own: the first build's file serves it
+        with _catalogue(self.config) as conn:
+            built = built_name(conn, wheel.filename)
+        if built is None or built.builder_abi == report.abi:
+            return None
+        kept = built.copies.get(report.abi)
+        if kept is not None and kept != upload.sha256 and not rebuild:
+            return catalogue.DifferingPush(
+                filename=upload.filename, sha256=upload.sha256, size=upload.size,
+                project=report.project, version=report.version, abi=report.abi,
+                worker=report.worker, served_sha256=kept)
+        file = next(f for f in report.files if f.filename == upload.filename)
+        record = catalogue.WheelCopy(
+            filename=upload.filename, builder_abi=report.abi, project=report.project,
+            version=report.version, size=upload.size, sha256=upload.sha256,
+            requires_python=wheel.requires_python,
+            metadata_sha256=hashlib.sha256(wheel.metadata).hexdigest(), armv6=None,
+            apt=tuple(sorted(set(file.apt_dependencies) - set(file.apt_preinstalled))))
+        return Copy(upload, wheel, record, built.sha256, release.codename)
+
+    def _place_copies(self, report: BuildReport, copies: list[Copy]
+                      ) -> list[catalogue.WheelCopy]:
+        """Other bytes go to www/<codename>/simple/<project>/; the same bytes as the
+        first build need no file of their own (the release's index links to
+        /simple/'s), and one kept before for other bytes goes. The records, with
+        our own armv6 verdicts (the report's, see _with_own_verdicts)."""
+        verdicts = {f.filename: f.armv6 for f in report.files}
+        records = []
+        for copy in copies:
+            target = inside(self.www, copy.codename, "simple", report.project,
+                            copy.upload.filename)
+            metadata = target.with_name(target.name + ".metadata")
+            if copy.record.sha256 == copy.first_sha256:
+                target.unlink(missing_ok=True)
+                metadata.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(metadata, copy.wheel.metadata)
+                os.chmod(copy.upload.tmp, 0o644)
+                os.replace(copy.upload.tmp, target)
+                log.info("%s from %s differs from its first build (sha256 %s): kept for "
+                         "the %s index", copy.upload.filename, report.abi,
+                         copy.first_sha256, copy.codename)
+            records.append(dataclasses.replace(copy.record,
+                                               armv6=verdicts.get(copy.upload.filename)))
+        return records
 
     def _built_by_another_abi(self, report: BuildReport, wheel: WheelInfo) -> bool:
         if not set(wheel.abi_tag.split(".")) <= {"none", "abi3"}:
@@ -238,12 +372,60 @@ class Intake:
                                (wheel.filename,)).fetchone()
         return row is not None and row[0] != report.abi
 
-    def _store_log(self, report: BuildReport) -> str:
-        part = bottle.request.files.get("log")
-        text = part.file.read(MAX_LOG) if part is not None else b""
+    def _rebuild_requested(self, report: BuildReport) -> bool:
+        """Whether an operator asked for this build to be replaced (ingest.admin
+        rebuild): its push then replaces served files of other bytes."""
+        with _catalogue(self.config) as conn:
+            return conn.execute("SELECT 1 FROM rebuilds WHERE project = ? AND version = ? "
+                                "AND abi = ?", (report.project, report.version,
+                                                report.abi)).fetchone() is not None
+
+    def import_wheels(self, report: BuildReport, paths: list[Path], log_text: bytes) -> dict:
+        """An operator's import (python -m ingest admin import) of wheels built
+        elsewhere: checked as a push is (the report's rule, a release we build for an
+        ABI we build, size and sha256, the wheel as an untrusted zip, METADATA), but
+        answering no job. Refused if not, leaving nothing behind."""
+        if report.abi not in self.config.abis:
+            raise Refused(400, f"we do not build for ABI {report.abi!r}")
+        self._check_release(report)
+        expected = {f.filename: f for f in report.files}
+        if sorted(p.name for p in paths) != sorted(expected):
+            raise Refused(400, "the wheels differ from the report's files")
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        uploads: list[Upload] = []
+        try:
+            for path in paths:
+                with path.open("rb") as stream:
+                    upload = _receive(bottle.FileUpload(stream, "wheel", path.name),
+                                      self.incoming, self.config.max_upload)
+                uploads.append(upload)
+                claimed = expected[upload.filename]
+                if (upload.size, upload.sha256) != (claimed.size, claimed.sha256):
+                    raise Refused(400, f"{upload.filename}: size or sha256 differs from "
+                                       "the report")
+            return self._accept(report, uploads, log_text)
+        finally:
+            for upload in uploads:
+                upload.tmp.unlink(missing_ok=True)
+
+    def _store_log(self, report: BuildReport, text: bytes | None = None) -> str:
+        if text is None:
+            part = bottle.request.files.get("log")
+            text = part.file.read(MAX_LOG) if part is not None else b""
         relative = f"logs/{report.project}/{report.version}/{report.abi}.txt.gz"
         write_atomic(inside(self.www, relative), gzip.compress(text, mtime=0))
         return relative
+
+
+def _asks_for(job: AllowlistJob, report: BuildReport) -> bool:
+    """Whether the job's arguments name the build the report is of (with or without
+    the release time: see BuildJob)."""
+    try:
+        asked = BuildJob.from_args(*job.args)
+    except (BadJob, TypeError):
+        return False
+    return (asked.project, asked.version, asked.abi) == \
+        (report.project, report.version, report.abi)
 
 
 def _drain(stream, count: int) -> None:

@@ -1,21 +1,37 @@
-"""Job functions the publish worker runs (allowlisted in PublishJob)."""
+"""Job functions the publish worker runs (allowlisted in PublishJob), and the
+refresher that keeps the home page and packages.json up with them.
+
+The home page's totals and packages.json cover every project: rewriting them with
+each publish would cost more than the publish. So a publish only marks them stale
+in Redis, and the publish worker's HomeRefresher thread rewrites them once no
+publish has come for QUIET seconds (the trailing edge of a burst), or every LONGEST
+seconds while a long burst lasts: every publish shows there within a few seconds,
+and a burst of a thousand costs a few rewrites."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
 from contextlib import closing
+from dataclasses import dataclass
 
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import get_current_job
 
-from ingest import catalogue
-from ingest.scheduler import PUBLISH_FUNCTION
+from ingest import catalogue, settings
 from publish import index
-from worker import settings
-from worker.queues import AllowlistJob
+from worker.queues import PUBLISH_FUNCTION, AllowlistJob
 
-# The home page's totals and packages.json cover every project: rewriting them on
-# each publish would cost more than the publish, so once a minute is enough.
-HOME_KEY = "wheelwright:publish:home-written"
-HOME_EVERY = 60  # seconds
+log = logging.getLogger("publish")
+
+# A hash: `pending` publishes not on the home page yet, `first` and `last` the times
+# (Redis's clock, in seconds) of the first and the last of them.
+HOME_KEY = "wheelwright:publish:home"
+QUIET = 1.0  # seconds without a publish before the home page is rewritten
+LONGEST = 3.0  # seconds a publish waits at most for the home page, however long the burst
+POLL = 0.2  # seconds between the refresher's looks at HOME_KEY
 
 
 class PublishJob(AllowlistJob):
@@ -24,13 +40,103 @@ class PublishJob(AllowlistJob):
 
 def publish_project(project: str) -> dict:
     """Rewrite one project's pages (and the root index if it came or went) from the
-    catalogue; refresh the home page if it is over a minute old."""
+    catalogue, and mark the home page stale (run without a queue, write it now)."""
     config = settings.load()
     site = index.site_of(config)
     with closing(catalogue.connect(config.catalogue_path)) as conn:
         outcome = index.publish_project(conn, config.www_dir, site, project)
         job = get_current_job()
-        if job is None or job.connection.set(HOME_KEY, "1", nx=True, ex=HOME_EVERY):
+        if job is None:
             index.write_home(conn, config.www_dir, site)
+        else:
+            mark_home_stale(job.connection)
     return {"project": project, "live": outcome.live, "written": outcome.files_written,
             "removed": outcome.files_removed}
+
+
+def mark_home_stale(redis: Redis) -> None:
+    """Record a publish the home page does not show yet."""
+    now = _redis_time(redis)
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.hincrby(HOME_KEY, "pending", 1)
+        pipe.hsetnx(HOME_KEY, "first", now)
+        pipe.hset(HOME_KEY, "last", now)
+        pipe.execute()
+
+
+@dataclass
+class Staleness:
+    pending: int
+    first: float
+    last: float
+
+
+def staleness(redis: Redis) -> Staleness | None:
+    fields = redis.hgetall(HOME_KEY)
+    pending = int(fields.get(b"pending", 0))
+    if pending <= 0:
+        return None
+    return Staleness(pending, float(fields.get(b"first", 0)), float(fields.get(b"last", 0)))
+
+
+def due(stale: Staleness, now: float) -> bool:
+    """Trailing edge: quiet for QUIET seconds, or stale for LONGEST."""
+    return now - stale.last >= QUIET or now - stale.first >= LONGEST
+
+
+def mark_home_written(redis: Redis, covered: int, now: float) -> None:
+    """The `covered` publishes counted before the rewrite began are on the page now;
+    those counted since wait from now for the next one."""
+    def update(pipe) -> None:
+        left = int(pipe.hget(HOME_KEY, "pending") or 0) - covered
+        pipe.multi()
+        if left > 0:
+            pipe.hincrby(HOME_KEY, "pending", -covered)
+            pipe.hset(HOME_KEY, "first", now)
+        else:
+            pipe.delete(HOME_KEY)
+
+    redis.transaction(update, HOME_KEY)
+
+
+def refresh_home_if_due(redis: Redis, config: settings.Settings, force: bool = False) -> bool:
+    """Rewrite the home page and packages.json if they are due (with force: if any
+    publish is not on them yet); True if written."""
+    stale = staleness(redis)
+    if stale is None or not (force or due(stale, _redis_time(redis))):
+        return False
+    # Counted before reading the catalogue: every publish counted here read the
+    # catalogue before this rewrite does, so the rewrite shows it.
+    with closing(catalogue.connect(config.catalogue_path)) as conn:
+        index.write_home(conn, config.www_dir, index.site_of(config))
+    mark_home_written(redis, stale.pending, _redis_time(redis))
+    return True
+
+
+class HomeRefresher(threading.Thread):
+    """The publish worker's thread that runs refresh_home_if_due every POLL seconds
+    (rq's worker blocks on the queue; a job runs in a forked process)."""
+
+    def __init__(self, redis: Redis, config: settings.Settings) -> None:
+        super().__init__(name="home-refresher", daemon=True)
+        self.redis, self.config = redis, config
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(POLL):
+            try:
+                refresh_home_if_due(self.redis, self.config)
+            except (RedisError, OSError, sqlite3.Error) as error:  # try again later
+                log.warning("could not refresh the home page: %s", error)
+                self.stopping.wait(5.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+def _redis_time(redis: Redis) -> float:
+    """Redis's clock: publishers on other machines, and this refresher, agree on it."""
+    seconds, micros = redis.time()
+    return seconds + micros / 1e6
+

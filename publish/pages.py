@@ -1,18 +1,35 @@
 """Pages for people: the home page, a page per project, and the JSON beside them.
 
-Everything a stranger wrote (names, versions, summaries, reasons, dependency
-names) goes through escape() on its way into HTML. The pages need no JavaScript;
-the home page's search box uses it when it is there."""
+The HTML comes from Jinja2 templates in publish/templates/, rendered with autoescape
+on, so everything a stranger wrote (names, versions, summaries, reasons, dependency
+names, filenames) is escaped by the template engine, not by remembering to call a
+function. The stylesheet and the home page's script are files in publish/static/.
+The pages need no JavaScript; the home page's search box uses it when it is there.
+The JSON is json.dumps, not a template."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
-from publish.releases import Project, Release, Wheel
-from publish.simple import COMPACT_JSON, armv6l_name
-from publish.simple import escape_html as escape
-from publish.simple import quote_url as quote
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from publish.releases import (
+    RELEASE_INDEXES,
+    Build,
+    Project,
+    Release,
+    ReleaseIndex,
+    Wheel,
+    release_indexes,
+)
+from publish.simple import COMPACT_JSON, armv6l_name, quote_url
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
 
 
 @dataclass
@@ -22,6 +39,11 @@ class Site:
     abis: tuple[str, ...]
     public_url: str  # ends in a slash
     pypi_url: str | None  # the upstream index, for links to its project pages
+
+    @cached_property
+    def releases(self) -> list[ReleaseIndex]:
+        """The releases with an index of their own: those of the ABIs we build."""
+        return release_indexes(self.abis)
 
 
 @dataclass
@@ -44,38 +66,6 @@ class RecentBuild:
     built_at: str
 
 
-STYLE = """\
-body { font: 16px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 72rem;
-       padding: 0 1rem 3rem; color: #1d1f21; background: #fff; }
-header { border-bottom: 3px solid #c51a4a; margin-bottom: 1.5rem; padding: .75rem 0; }
-header a { color: #c51a4a; font-weight: 700; text-decoration: none; font-size: 1.25rem; }
-h1 { margin: .25rem 0; word-break: break-word; }
-a { color: #0b5cad; }
-table { border-collapse: collapse; margin: 1rem 0; width: 100%; }
-th, td { border-bottom: 1px solid #ddd; padding: .35rem .5rem; text-align: left;
-         vertical-align: top; }
-th { background: #f4f4f4; }
-code, pre { font-family: ui-monospace, monospace; font-size: .9em; }
-pre { background: #1d1f21; color: #f0f0f0; padding: .6rem .8rem; border-radius: 4px;
-      overflow-x: auto; margin: .4rem 0; }
-.summary { font-size: 1.1rem; color: #444; }
-.badge { display: inline-block; font-size: .75rem; font-weight: 700; padding: 0 .4rem;
-         border-radius: 3px; margin-left: .3rem; vertical-align: middle; }
-.pre { background: #fff3cd; color: #7a5a00; border: 1px solid #e0c36a; }
-.yanked { background: #f8d7da; color: #842029; border: 1px solid #e4a1a8; }
-.success { background: #e3f4e8; }
-.failed { background: #f8d7da; }
-.skipped { background: #eee; color: #555; }
-.pending { color: #777; }
-.hash { word-break: break-all; font-size: .8em; }
-.size { white-space: nowrap; }
-.muted { color: #777; }
-.totals td:first-child { font-weight: 700; font-size: 1.3rem; width: 10rem; }
-input[type=search] { font-size: 1rem; padding: .3rem .5rem; width: 20rem;
-                     max-width: 100%; }
-"""
-
-
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -85,50 +75,103 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _page(title: str, body: str, depth: int) -> str:
-    up = "../" * depth
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n"
-        f'<link rel="stylesheet" href="{up}style.css">\n</head>\n<body>\n'
-        f'<header><a href="{up}">wheelwright</a> · Python wheels for the Raspberry Pi'
-        "</header>\n"
-        f"{body}</body>\n</html>\n"
+def thousands(number: int) -> str:
+    return f"{number:,}"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        # Every template is HTML, so escape always rather than by file extension:
+        # a template added under another name cannot silently go unescaped.
+        autoescape=True,
+        # Block tags on lines of their own leave no blank lines behind, so the
+        # templates can be laid out for reading and still give the same bytes.
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=StrictUndefined,  # a misspelt field fails the render, not the page
+        auto_reload=False,  # templates are read once per process
     )
+    env.filters.update(quote_url=quote_url, human_size=human_size, thousands=thousands)
+    return env
+
+
+ENV = _environment()
+# Compiled once at import; renders reuse them (a spawned rebuild process imports
+# this module once). Children extend the base by object, not by name, so no render
+# looks a template up.
+BASE = ENV.get_template("base.html")
+PROJECT_PAGE = ENV.get_template("project.html")
+HOME_PAGE = ENV.get_template("home.html")
+
+# The stylesheet is served as www/style.css; the search script is inlined in the
+# home page. Both are our own files, the only text the templates take as markup.
+STYLE = (STATIC / "style.css").read_text(encoding="utf-8")
+SEARCH_SCRIPT = Markup((STATIC / "search.js").read_text(encoding="utf-8"))  # noqa: S704
+
+
+def _as_published(html: str) -> str:
+    """MarkupSafe writes " and ' as &#34; and &#39;; the pages have always had
+    html.escape's &quot; and &#x27;, and stay byte-for-byte what they were. Safe to
+    replace anywhere: the templates hold neither, and a stranger's "&#34;" is
+    escaped to "&amp;#34;" before it gets here."""
+    if "&#" not in html:
+        return html
+    return html.replace("&#34;", "&quot;").replace("&#39;", "&#x27;")
+
+
+@dataclass
+class ReleaseRow:
+    """A release as its page shows it: a build or None under each ABI column."""
+
+    release: Release
+    released: str  # the date
+    builds: list[Build | None]
+    # why each column without a build is skipped ("" if it is pending), as `builds`
+    skip_reasons: list[str]
+    wheels: list[Wheel]  # by filename
+
+
+def release_rows(abis: list[str], project: Project) -> list[ReleaseRow]:
+    return [ReleaseRow(
+        release=release, released=(release.released or "")[:10],
+        builds=[release.builds.get(abi) for abi in abis],
+        skip_reasons=[skip_reason(project, release, abi) for abi in abis],
+        wheels=sorted(release.wheels, key=lambda w: w.filename),
+    ) for release in project.releases]
+
+
+def _release_wide_reason(project: Project, release: Release) -> str:
+    return release.skip_reason or project.skip_reason or (
+        "" if release.has_source else "no source distribution")
+
+
+def skip_reason(project: Project, release: Release, abi: str) -> str:
+    """Why the release is not built for `abi` ("" when it is only pending): a reason
+    set on the project or the release, no source distribution to build from, or the
+    scheduler's reason for that ABI (Requires-Python, a wheel PyPI already serves).
+    The page's cells and, through release_skip_reason, the JSON both say this."""
+    return _release_wide_reason(project, release) or release.skips.get(abi, "")
+
+
+def release_skip_reason(abis: list[str], project: Project, release: Release) -> str:
+    """The project JSON's one skip_reason for a release: what its page's skipped
+    cells say. A reason for the whole release is said as it is; the ABIs' own
+    reasons (of columns without a build) are said once when every column gives the
+    same one, and otherwise each after the ABIs it is for."""
+    if reason := _release_wide_reason(project, release):
+        return reason
+    by_reason: dict[str, list[str]] = {}
+    for abi in abis:
+        if abi not in release.builds and (reason := skip_reason(project, release, abi)):
+            by_reason.setdefault(reason, []).append(abi)
+    if len(by_reason) == 1 and len(next(iter(by_reason.values()))) == len(abis):
+        return next(iter(by_reason))
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
 
 
 def abi_columns(site: Site, project: Project) -> list[str]:
     built = {abi for r in project.releases for abi in r.builds}
     return list(site.abis) + sorted(built - set(site.abis))
-
-
-def _release_date(release: Release) -> str:
-    return (release.released or "")[:10]
-
-
-def _badges(release: Release) -> str:
-    badges = ""
-    if release.prerelease:
-        badges += ' <span class="badge pre">pre-release</span>'
-    if release.yanked:
-        reason = f' title="{escape(release.yank_reason)}"' if release.yank_reason else ""
-        badges += f' <span class="badge yanked"{reason}>yanked</span>'
-    return badges
-
-
-def _cell(project: Project, release: Release, abi: str) -> str:
-    build = release.builds.get(abi)
-    if build is not None:
-        mark = "✓ built" if build.status == "success" else "✗ failed"
-        text = f'<a href="../../{quote(build.log_path)}">{mark}</a>' if build.log_path \
-            else mark
-        return f'<td class="{build.status}">{text}</td>'
-    reason = release.skip_reason or project.skip_reason or (
-        None if release.has_source else "no source distribution")
-    if reason:
-        return f'<td class="skipped" title="{escape(reason)}">skipped</td>'
-    return '<td class="pending">pending</td>'
 
 
 def install_release(project: Project) -> Release | None:
@@ -145,76 +188,76 @@ def apt_to_install(release: Release) -> list[str]:
     return sorted({name for w in release.wheels for name in w.apt})
 
 
-def _install_box(project: Project) -> str:
-    release = install_release(project)
-    if release is None:
-        return "<p>No wheels are built for this project yet.</p>\n"
-    apt = apt_to_install(release)
-    box = "<h2>Install</h2>\n"
-    if apt:
-        box += f"<pre>sudo apt install {escape(' '.join(apt))}</pre>\n"
-    box += f"<pre>pip3 install {escape(project.display_name)}</pre>\n"
-    if release.version != (project.releases[0].version if project.releases else None):
-        box += (f'<p class="muted">installs {escape(release.version)}, the newest '
-                "release with wheels that is neither yanked nor a pre-release</p>\n")
-    return box
+@dataclass
+class ReleaseInstall:
+    """How to install a project from one release's index."""
+
+    codename: str
+    python: str
+    url: str  # the release's index
 
 
-def _releases_table(site: Site, project: Project) -> str:
+@dataclass
+class CopyRow:
+    """A release's own bytes of a file name built differently by another release."""
+
+    codename: str
+    url: str  # relative to the project page
+    size: int
+    sha256: str
+    apt: list[str]
+
+
+def release_installs(site: Site, project: Project,
+                     listing: list[ReleaseIndex] | None = None) -> list[ReleaseInstall]:
+    """The releases whose index lists a wheel of the project (`listing`, when the
+    caller knows them already)."""
+    if listing is None:
+        listing = [r for r in site.releases
+                   if any(w.release_choice(r) is not None for w in project.wheels())]
+    return [ReleaseInstall(r.codename, r.python, f"{site.public_url}{r.codename}/simple/")
+            for r in listing]
+
+
+def per_release_copies(project: Project) -> dict[str, list[CopyRow]]:
+    """For each wheel built by several releases with different bytes, the other
+    releases' files (the wheel's own row is its first builder's)."""
+    found: dict[str, list[CopyRow]] = {}
+    for wheel in project.wheels():
+        if not wheel.copies or not wheel.differs_between_releases:
+            continue
+        found[wheel.filename] = [
+            CopyRow(release.codename,
+                    f"../../{release.codename}/simple/{project.name}/{quote_url(wheel.filename)}",
+                    copy.size, copy.sha256, copy.apt)
+            for copy in wheel.copies
+            if copy.sha256 != wheel.sha256 and (release := RELEASE_INDEXES.get(copy.builder_abi))]
+    return found
+
+
+def codename_of(abi: str) -> str:
+    release = RELEASE_INDEXES.get(abi)
+    return release.codename if release else abi
+
+
+def project_page(site: Site, project: Project,
+                 listing: list[ReleaseIndex] | None = None) -> str:
+    """The project's page; `listing`: the releases whose index lists a wheel of it,
+    when the caller knows them (see release_installs)."""
     abis = abi_columns(site, project)
-    head = "".join(f"<th>{escape(abi)}</th>" for abi in abis)
-    rows = []
-    for release in project.releases:
-        cells = "".join(_cell(project, release, abi) for abi in abis)
-        rows.append(f"<tr><td>{escape(release.version)}{_badges(release)}</td>"
-                    f"<td>{escape(_release_date(release))}</td>{cells}</tr>\n")
-    if not rows:
-        return "<p>No releases.</p>\n"
-    return ("<h2>Releases</h2>\n<table class=\"releases\">\n"
-            f"<tr><th>Version</th><th>Released</th>{head}</tr>\n{''.join(rows)}</table>\n")
-
-
-def _dependency_list(wheel: Wheel) -> tuple[str, str]:
-    apt = [escape(n) for n in wheel.apt]
-    apt += [f'<span class="muted" title="preinstalled">{escape(n)}</span>'
-            for n in wheel.apt_preinstalled]
-    apt += [f'<span class="badge yanked" title="no package provides it">{escape(s)}</span>'
-            for s in wheel.unresolved_sonames]
-    pip = [escape(n) for n in wheel.pip]
-    return ", ".join(apt) or "—", ", ".join(pip) or "—"
-
-
-def _files_table(project: Project) -> str:
-    rows = []
-    for release in project.releases:
-        for wheel in sorted(release.wheels, key=lambda w: w.filename):
-            apt, pip = _dependency_list(wheel)
-            href = f"../../simple/{project.name}/{quote(wheel.filename)}"
-            rows.append(
-                f'<tr><td><a href="{href}">{escape(wheel.filename)}</a>{_badges(release)}'
-                f'</td><td class="size">{human_size(wheel.size)}</td>'
-                f'<td class="hash"><code>{wheel.sha256}</code></td>'
-                f"<td>{apt}</td><td>{pip}</td></tr>\n")
-    if not rows:
-        return ""
-    return ("<h2>Files</h2>\n<table class=\"files\">\n<tr><th>File</th><th>Size</th>"
-            "<th>SHA-256</th><th>apt dependencies</th><th>pip dependencies</th></tr>\n"
-            f"{''.join(rows)}</table>\n")
-
-
-def project_page(site: Site, project: Project) -> str:
-    upstream = ""
-    if site.pypi_url:
-        upstream = (f'<p><a href="{escape(pypi_project_url(site, project))}">'
-                    "The project on PyPI</a></p>\n")
-    body = (
-        f"<h1>{escape(project.display_name)}</h1>\n"
-        f'<p class="summary">{escape(project.summary or "")}</p>\n'
-        f"{_install_box(project)}{_releases_table(site, project)}{_files_table(project)}"
-        f'{upstream}<p><a href="json/">JSON</a> · '
-        f'<a href="../../simple/{project.name}/">simple index</a></p>\n'
-    )
-    return _page(project.display_name, body, depth=2)
+    install = install_release(project)
+    copies = per_release_copies(project)
+    return _as_published(PROJECT_PAGE.render(
+        base=BASE, up="../../", project=project, abis=abis,
+        rows=release_rows(abis, project), has_wheels=install is not None,
+        install=install, apt=apt_to_install(install) if install else [],
+        newest=project.releases[0].version if project.releases else None,
+        pypi_url=pypi_project_url(site, project),
+        release_installs=release_installs(site, project, listing) if install else [],
+        per_release=copies,
+        builder_codename={f: codename_of(w.builder_abi) for w in project.wheels()
+                          if (f := w.filename) in copies},
+    ))
 
 
 def pypi_project_url(site: Site, project: Project) -> str | None:
@@ -225,16 +268,17 @@ def pypi_project_url(site: Site, project: Project) -> str | None:
 
 def project_json(site: Site, project: Project) -> str:
     """The project's JSON, with the keys third parties already read from piwheels."""
+    abis = abi_columns(site, project)
     releases = {}
     for release in project.releases:
         files = {}
         for wheel in release.wheels:
             names = [wheel.filename]
-            if (alias := armv6l_name(wheel.filename)) is not None:
+            if wheel.armv6 and (alias := armv6l_name(wheel.filename)) is not None:
                 names.append(alias)
             for name in names:
                 files[name] = {
-                    "file_url": f"{site.public_url}simple/{project.name}/{quote(name)}",
+                    "file_url": f"{site.public_url}simple/{project.name}/{quote_url(name)}",
                     "filehash": wheel.sha256,
                     "filesize": wheel.size,
                     "builder_abi": wheel.builder_abi,
@@ -244,11 +288,15 @@ def project_json(site: Site, project: Project) -> str:
                     "apt_dependencies": wheel.apt,
                     "pip_dependencies": wheel.pip,
                 }
+                if wheel.differing:  # only then: the keys piwheels' readers know stay as they were
+                    files[name]["differing_builds"] = [
+                        {"filehash": d.sha256, "builder_abi": d.abi, "pushed": d.pushed_at}
+                        for d in wheel.differing]
         releases[release.version] = {
             "released": (release.released or "").replace("T", " ").rstrip("Z"),
             "prerelease": release.prerelease,
             "yanked": release.yanked,
-            "skip_reason": release.skip_reason or project.skip_reason or "",
+            "skip_reason": release_skip_reason(abis, project, release),
             "files": dict(sorted(files.items())),
         }
     return COMPACT_JSON.encode({
@@ -261,65 +309,9 @@ def project_json(site: Site, project: Project) -> str:
 
 
 def home_page(site: Site, totals: Totals, recent: list[RecentBuild]) -> str:
-    rows = "".join(
-        f'<tr><td><a href="project/{r.project}/">{escape(r.display_name)}</a></td>'
-        f"<td>{escape(r.version)}</td><td>{escape(r.abi)}</td>"
-        f'<td class="{r.status}">{escape(r.status)}</td>'
-        f"<td>{escape(r.built_at.replace('T', ' ').rstrip('Z'))}</td></tr>\n"
-        for r in recent)
-    body = (
-        "<h1>Python wheels for the Raspberry Pi</h1>\n"
-        "<p>Wheels built on Raspberry Pis for every release on PyPI, served as a pip "
-        "index. Add it to <code>/etc/pip.conf</code>:</p>\n"
-        f"<pre>[global]\nextra-index-url = {escape(site.public_url)}simple/</pre>\n"
-        '<form action="project/" method="get" id="search" hidden>\n'
-        '<label>Find a project: <input type="search" name="q" list="names" '
-        'autocomplete="off"></label> <button>Go</button>\n<datalist id="names"></datalist>\n'
-        "</form>\n"
-        '<noscript><p>Every project is listed in the <a href="simple/">simple index</a>; '
-        "a project's page is at <code>/project/&lt;name&gt;/</code>.</p></noscript>\n"
-        '<table class="totals">\n'
-        f"<tr><td>{totals.projects:,}</td><td>projects</td></tr>\n"
-        f"<tr><td>{totals.releases_built:,}</td><td>releases with wheels</td></tr>\n"
-        f"<tr><td>{totals.wheels:,}</td><td>wheels ({human_size(totals.wheel_bytes)})"
-        "</td></tr>\n"
-        f"<tr><td>{totals.builds_succeeded:,}</td><td>builds succeeded</td></tr>\n"
-        f"<tr><td>{totals.builds_failed:,}</td><td>builds failed</td></tr>\n</table>\n"
-        "<h2>Recent builds</h2>\n"
-        "<table>\n<tr><th>Project</th><th>Version</th><th>ABI</th><th>Result</th>"
-        f"<th>Built (UTC)</th></tr>\n{rows}</table>\n"
-        f"<script>{SEARCH_SCRIPT}</script>\n"
-    )
-    return _page("wheelwright", body, depth=0)
-
-
-# Suggests names from packages.json and goes to the chosen project's page.
-SEARCH_SCRIPT = """
-(function () {
-  var form = document.getElementById("search"), list = document.getElementById("names");
-  form.hidden = false;
-  fetch("packages.json").then(function (r) { return r.json(); }).then(function (rows) {
-    var input = form.q;
-    input.addEventListener("input", function () {
-      var q = input.value.toLowerCase().replace(/[-_.]+/g, "-"), shown = 0;
-      list.textContent = "";
-      for (var i = 0; i < rows.length && shown < 20; i++) {
-        if (rows[i][0].indexOf(q) === 0) {
-          var option = document.createElement("option");
-          option.value = rows[i][0];
-          list.appendChild(option);
-          shown++;
-        }
-      }
-    });
-  });
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var name = form.q.value.trim().toLowerCase().replace(/[-_.]+/g, "-");
-    if (name) { window.location.href = "project/" + encodeURIComponent(name) + "/"; }
-  });
-})();
-"""
+    return _as_published(HOME_PAGE.render(
+        base=BASE, up="", site=site, totals=totals, recent=recent,
+        search_script=SEARCH_SCRIPT, releases=site.releases))
 
 
 def packages_json(rows: list[tuple[str, str | None, str | None]]) -> str:

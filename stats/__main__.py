@@ -9,10 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from ingest import settings
+from ingest.errors import claim_port, master_errors
+from stats import windows
 from stats.clients import ClientHasher, client_key
 from stats.loader import Parser, load_file, progress_printer
+from stats.rollups import prune
 from stats.store import open_db
-from worker import settings
+from worker.stopping import stops_quietly
 
 log = logging.getLogger("stats")
 
@@ -37,6 +41,13 @@ def cmd_load(args, config: settings.Settings) -> None:
     for name in args.files:
         result = load_file(db, parser, Path(name), progress_printer())
         print(result.summary(), flush=True)
+    pruned = prune(db, config.stats_raw_days)
+    if pruned.requests:
+        print(f"pruned {pruned.requests:,} raw rows older than "
+              f"{config.stats_raw_days} days (the daily rollups keep them)", flush=True)
+    summed = windows.refresh(db, config.catalogue_path)
+    print(f"30-day sums: {summed.projects:,} projects downloaded since {summed.first_day}",
+          flush=True)
 
 
 def cmd_follow(args, config: settings.Settings) -> None:
@@ -46,7 +57,8 @@ def cmd_follow(args, config: settings.Settings) -> None:
     db = open_db(config.stats_path)
     print(f"following {path}", file=sys.stderr, flush=True)
     result = follow(db, _parser(config), path, args.interval, _stop_flag(),
-                    report=lambda n: log.info("%d lines", n))
+                    report=lambda n: log.info("%d lines", n),
+                    raw_days=config.stats_raw_days, catalogue=config.catalogue_path)
     print(result.summary(), flush=True)
 
 
@@ -74,6 +86,7 @@ def cmd_health(args, config: settings.Settings) -> None:
 def cmd_serve(args, config: settings.Settings) -> None:
     from stats.site import make_datasette, serve
 
+    claim_port("WHEELWRIGHT_STATS_WEB (or --host/--port)", args.host, args.port)
     serve(make_datasette(config.stats_path, config.catalogue_path), args.host, args.port)
 
 
@@ -94,14 +107,16 @@ def main(argv: list[str] | None = None) -> None:
         description="Load every line of each FILE (Combined Log Format, plain or "
         "gzipped) that is not in stats.db yet. Loading a file again, or its rotated "
         "or gzipped copy, adds nothing; malformed lines are counted and listed by "
-        "offset in the rejects table.")
+        "offset in the rejects table. Then raw rows older than "
+        "WHEELWRIGHT_STATS_RAW_DAYS are pruned (the daily rollups keep them).")
     p.add_argument("files", nargs="+", metavar="FILE", help="access log files")
     p.set_defaults(func=cmd_load)
     p = sub.add_parser(
         "follow", help="follow a live access log into stats.db",
         description="Follow FILE (default DATA/logs/access.log) as it grows, through "
         "rotation by rename and by truncation, resuming after a restart from the "
-        "position stored in stats.db.")
+        "position stored in stats.db; raw rows older than WHEELWRIGHT_STATS_RAW_DAYS "
+        "are pruned as it goes (the daily rollups keep them).")
     p.add_argument("file", nargs="?", help="the access log (default DATA/logs/access.log)")
     p.add_argument("--interval", type=float, default=1.0,
                    help="seconds between polls (default 1)")
@@ -133,7 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_screenshot)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args.func(args, settings.load())
+    config = settings.load()
+    name = f"stats {args.command}"
+    with stops_quietly(name), master_errors(name, config, config.stats_path):
+        args.func(args, config)
 
 
 if __name__ == "__main__":

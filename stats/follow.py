@@ -29,7 +29,9 @@ import sqlite_utils
 
 from ingest.reading import BLOCK
 from stats.loader import LoadResult, Parser, fingerprint, first_line, open_log
+from stats.rollups import Pruner
 from stats.store import source_offset, write_batch
+from stats.windows import Refresher
 
 
 @dataclass
@@ -163,14 +165,22 @@ class Follower:
 
 def follow(db: sqlite_utils.Database, parser: Parser, path: Path, interval: float,
            stop: Callable[[], bool], report: Callable[[int], None] = lambda _: None,
-           grace: float = 5.0) -> LoadResult:
-    """Follow `path` until `stop()` says so."""
+           grace: float = 5.0, raw_days: int = 0, catalogue: Path | None = None,
+           refresh_every: float = 600.0) -> LoadResult:
+    """Follow `path` until `stop()` says so. With `raw_days`, raw rows older than
+    that many days are pruned as it goes (stats.rollups.Pruner); rollups stay. The
+    30-day sums (stats.windows) are refreshed every `refresh_every` seconds, with
+    build times from `catalogue`."""
     follower = Follower(db, parser, path, grace=grace)
+    pruner = Pruner(raw_days)
+    refresher = Refresher(catalogue, every=refresh_every)
     try:
         while not stop():
             lines = follower.poll()
             if lines:
                 report(lines)
+            pruner.step(db)
+            refresher.step(db)
             deadline = time.monotonic() + interval
             while not stop() and time.monotonic() < deadline:
                 time.sleep(min(0.1, interval))

@@ -17,8 +17,9 @@ import sqlite_utils
 from redis import Redis
 
 from stats.store import HEALTH_COLUMNS
+from worker.health import HEALTH_PREFIX
 
-PATTERN = "wheelwright:health:*"
+PATTERN = f"{HEALTH_PREFIX}*"
 log = logging.getLogger("stats.health")
 
 

@@ -14,7 +14,7 @@ from datasette.app import Datasette
 from datasette.plugins import pm
 
 from ingest import catalogue as catalogue_db
-from stats import datasette_plugin, store
+from stats import datasette_plugin, store, windows
 from stats.metadata import metadata
 
 
@@ -24,9 +24,14 @@ def register_plugin() -> None:
 
 
 def make_datasette(stats_path: Path, catalogue_path: Path) -> Datasette:
-    """A Datasette instance over both databases, their schemas made if missing."""
-    store.open_db(stats_path).close()
+    """A Datasette instance over both databases, their schemas made if missing, and
+    the 30-day sums brought up to date (Datasette itself only reads)."""
     catalogue_db.connect(catalogue_path).close()
+    db = store.open_db(stats_path)
+    try:
+        windows.refresh_if_stale(db, catalogue_path)
+    finally:
+        db.close()
     register_plugin()
     return Datasette(
         files=[str(stats_path), str(catalogue_path)],

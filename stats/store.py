@@ -1,9 +1,12 @@
 """stats.db: the schema, and the writes made to it.
 
-Tables are created with sqlite-utils and written in large transactions (one per
-batch of tens of thousands of lines). Requests are appended in log order, so their
-rowids follow time; the one index, (kind, time), serves every canned query's
-range scan. The schema is described for people in stats/metadata.yml.
+The schema is built by numbered migrations (MIGRATIONS, PRAGMA user_version, run
+by ingest.migrations like the catalogue's), so a new column reaches an existing
+file. Rows are written in large transactions (one per batch of tens of thousands of
+lines), each with the daily rollups that batch adds to (stats.rollups), which every
+canned query reads. Requests are appended in log order, so their rowids follow
+time; the (kind, time) index serves pruning. Tables and columns are described for
+people in stats/metadata.py (Datasette's metadata).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ingest.catalogue.writes import transaction
+from ingest.migrations import migrate
+from stats import rollups, windows
 from stats.agents import COLUMNS as AGENT_COLUMNS
 from stats.agents import Agent
 
@@ -29,11 +35,88 @@ HEALTH_COLUMNS = {
     "disk_total": int, "disk_free": int, "builds_done": int,
 }
 
-# A request counts when it was served: a GET answered 2xx, or 304 (the client's
-# cached copy is still good, so it is still a use). A search counts on 404 too: an
-# installer asking for a project we have not built is the demand we want to see.
-# Everything else stays in `requests` and is counted apart by `other_requests`.
-HITS = """
+# Each entry upgrades the schema by one version (see ingest.migrations); never edit
+# one that was released, append. Migration 1 is the schema stats.db had before it
+# was numbered: IF NOT EXISTS lets it adopt such a file, rows and all.
+#
+# The views: a request counts when it was served, a GET answered 2xx, or 304 (the
+# client's cached copy is still good, so it is still a use). A search counts on 404
+# too: an installer asking for a project we have not built is the demand we want to
+# see. Everything else stays in `requests` and is counted apart by `other_requests`.
+MIGRATIONS: list[str] = [
+    '''
+CREATE TABLE IF NOT EXISTS "agents" (
+   "id" INTEGER PRIMARY KEY,
+   "user_agent" TEXT NOT NULL,
+   "installer" TEXT,
+   "installer_version" TEXT,
+   "python" TEXT,
+   "python_minor" TEXT,
+   "implementation" TEXT,
+   "implementation_version" TEXT,
+   "distro" TEXT,
+   "distro_version" TEXT,
+   "distro_id" TEXT,
+   "libc" TEXT,
+   "libc_version" TEXT,
+   "system" TEXT,
+   "system_release" TEXT,
+   "cpu" TEXT,
+   "openssl_version" TEXT,
+   "setuptools_version" TEXT,
+   "rustc_version" TEXT,
+   "ci" INTEGER,
+   "bot" INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "requests" (
+   "id" INTEGER PRIMARY KEY,
+   "time" TEXT NOT NULL,
+   "kind" TEXT NOT NULL,
+   "project" TEXT,
+   "filename" TEXT,
+   "method" TEXT NOT NULL,
+   "status" INTEGER NOT NULL,
+   "bytes" INTEGER NOT NULL,
+   "client" TEXT NOT NULL,
+   "agent" INTEGER NOT NULL REFERENCES "agents"("id")
+);
+CREATE INDEX IF NOT EXISTS "idx_requests_kind_time"
+    ON "requests" ("kind", "time");
+CREATE TABLE IF NOT EXISTS "sources" (
+   "fingerprint" TEXT PRIMARY KEY,
+   "path" TEXT,
+   "offset" INTEGER,
+   "lines" INTEGER,
+   "stored" INTEGER,
+   "rejected" INTEGER,
+   "updated" TEXT
+);
+CREATE TABLE IF NOT EXISTS "rejects" (
+   "fingerprint" TEXT,
+   "offset" INTEGER,
+   "reason" TEXT,
+   PRIMARY KEY ("fingerprint", "offset")
+);
+CREATE TABLE IF NOT EXISTS "worker_health" (
+   "worker" TEXT NOT NULL,
+   "time" TEXT NOT NULL,
+   "abi" TEXT,
+   "cpu_temperature" REAL,
+   "load1" REAL,
+   "load5" REAL,
+   "load15" REAL,
+   "memory_total" INTEGER,
+   "memory_available" INTEGER,
+   "swap_total" INTEGER,
+   "swap_free" INTEGER,
+   "disk_total" INTEGER,
+   "disk_free" INTEGER,
+   "builds_done" INTEGER,
+   PRIMARY KEY ("worker", "time")
+);
+CREATE INDEX IF NOT EXISTS "idx_worker_health_time"
+    ON "worker_health" ("time");
+CREATE VIEW IF NOT EXISTS "hits" AS
 SELECT r.id, r.time, date(r.time) AS day, r.kind, r.project, r.filename, r.bytes,
        r.client, r.agent, a.installer, a.installer_version, a.python, a.python_minor,
        a.implementation, a.distro, a.distro_version, a.distro_id, a.libc, a.libc_version,
@@ -42,8 +125,23 @@ FROM requests r JOIN agents a ON a.id = r.agent
 WHERE r.method = 'GET'
   AND (r.status BETWEEN 200 AND 299 OR r.status = 304
        OR (r.status = 404 AND r.kind = 'search'))
-"""
-VIEWS = {"hits": HITS + "  AND NOT a.bot", "bot_hits": HITS + "  AND a.bot"}
+  AND NOT a.bot;
+CREATE VIEW IF NOT EXISTS "bot_hits" AS
+SELECT r.id, r.time, date(r.time) AS day, r.kind, r.project, r.filename, r.bytes,
+       r.client, r.agent, a.installer, a.installer_version, a.python, a.python_minor,
+       a.implementation, a.distro, a.distro_version, a.distro_id, a.libc, a.libc_version,
+       a.system, a.cpu, a.ci, a.user_agent
+FROM requests r JOIN agents a ON a.id = r.agent
+WHERE r.method = 'GET'
+  AND (r.status BETWEEN 200 AND 299 OR r.status = 304
+       OR (r.status = 404 AND r.kind = 'search'))
+  AND a.bot;
+''',
+    # Daily rollups (stats.rollups), filled from the rows the file already holds, and
+    # the 30-day sums per project (stats.windows).
+    rollups.MIGRATION + windows.MIGRATION,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass
@@ -68,7 +166,7 @@ class Written:
 
 
 def open_db(path: Path | str) -> sqlite_utils.Database:
-    """Open stats.db (WAL), creating what is missing."""
+    """Open stats.db (WAL), migrated to the current schema."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # A connection may be handed from one thread to another (never used by two at once).
     db = sqlite_utils.Database(sqlite3.connect(str(path), timeout=60,
@@ -79,50 +177,16 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA cache_size = -65536")
-    create_schema(db)
+    migrate(db.conn, MIGRATIONS, "stats.db")
     return db
-
-
-def create_schema(db: sqlite_utils.Database) -> None:
-    with db.atomic():
-        db["agents"].create({
-            "id": int, "user_agent": str, "installer": str, "installer_version": str,
-            "python": str, "python_minor": str, "implementation": str,
-            "implementation_version": str, "distro": str, "distro_version": str,
-            "distro_id": str, "libc": str, "libc_version": str, "system": str,
-            "system_release": str, "cpu": str, "openssl_version": str,
-            "setuptools_version": str, "rustc_version": str, "ci": int, "bot": int,
-        }, pk="id", not_null={"user_agent", "bot"}, if_not_exists=True)
-        db["requests"].create({
-            "id": int, "time": str, "kind": str, "project": str, "filename": str,
-            "method": str, "status": int, "bytes": int, "client": str, "agent": int,
-        }, pk="id", not_null={"time", "kind", "method", "status", "bytes", "client", "agent"},
-            foreign_keys=[("agent", "agents", "id")], if_not_exists=True)
-        db["requests"].create_index(["kind", "time"], if_not_exists=True)
-        db["sources"].create({
-            "fingerprint": str, "path": str, "offset": int, "lines": int, "stored": int,
-            "rejected": int, "updated": str,
-        }, pk="fingerprint", if_not_exists=True)
-        db["rejects"].create({"fingerprint": str, "offset": int, "reason": str},
-                             pk=("fingerprint", "offset"), if_not_exists=True)
-        db["worker_health"].create(HEALTH_COLUMNS, pk=("worker", "time"),
-                                   not_null={"worker", "time"}, if_not_exists=True)
-        db["worker_health"].create_index(["time"], if_not_exists=True)
-        for name, sql in VIEWS.items():
-            db.create_view(name, sql, ignore=True)
 
 
 @contextmanager
 def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """A write transaction taken up front: two loaders of one file then serialise
     instead of failing to upgrade a read (sqlite-utils' atomic() nests inside)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db.conn):
         yield db
-    except BaseException:
-        db.conn.rollback()
-        raise
-    db.execute("COMMIT")
 
 
 def source_offset(db: sqlite_utils.Database, fingerprint: str) -> int:
@@ -147,6 +211,7 @@ def write_batch(db: sqlite_utils.Database, batch: Batch) -> Written:
             rows = [row for row, end in zip(batch.rows, batch.ends, strict=True) if end > done]
             rejects = [r for r in batch.rejects if r[0] >= done]
         db.conn.executemany(INSERT_REQUEST, rows)
+        rollups.apply(db, rows, batch.agents)
         if rejects:
             db["rejects"].insert_all(
                 ({"fingerprint": batch.fingerprint, "offset": offset, "reason": reason}

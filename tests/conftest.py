@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from ingest import redis_server
-from worker import settings
+from ingest import redis_server, settings
 
 CACHE = Path(__file__).parent / ".cache"
 BACKENDS = ("setuptools", "wheel")

@@ -104,6 +104,16 @@ BUILDS = [
 ]
 
 
+# Whether each wheel runs on a Pi Zero/1 (wheels.armv6); a wheel not named here is
+# unknown (NULL), as one recorded before the intake read build attributes.
+ARMV6 = {
+    "alpha-1.0-cp39-cp39-linux_armv7l.whl": True,
+    "alpha-1.0-cp311-cp311-linux_armv7l.whl": False,  # ARMv7 code: Pi 2 and later
+    "alpha-1.1-cp311-cp311-linux_armv7l.whl": True,
+    "beta_lib-0.1-py3-none-any.whl": True,
+}
+
+
 def add_builds(conn: sqlite3.Connection, www: Path, builds=BUILDS) -> None:
     """Record builds as the intake would, with their wheels, metadata and logs in www/."""
     for index, (project, version, abi, status, files) in enumerate(builds):
@@ -127,10 +137,10 @@ def add_builds(conn: sqlite3.Connection, www: Path, builds=BUILDS) -> None:
             (directory / f"{filename}.metadata").write_bytes(metadata)
             tags = filename[:-4].split("-")[-3:]
             conn.execute(
-                "INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (filename, project, version, abi, *tags, len(data),
                  hashlib.sha256(data).hexdigest(), requires_python,
-                 hashlib.sha256(metadata).hexdigest(), built_at))
+                 hashlib.sha256(metadata).hexdigest(), built_at, ARMV6.get(filename)))
             conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?, ?)",
                              [(filename, "apt", a, int(a in preinstalled)) for a in apt]
                              + [(filename, "pip", p, 0) for p in pip])
@@ -162,3 +172,29 @@ def tree(root: Path) -> dict[str, tuple[str, bytes | str]]:
         elif path.is_file():
             found[relative] = ("file", path.read_bytes())
     return found
+
+
+def started_job(redis, project: str, version: str, abi: str,
+                worker: str = "test-worker") -> str:
+    """The build job of project==version for abi, as it is while `worker` runs it:
+    the only kind of job the intake takes a push for. Returns its id."""
+    from rq import Queue
+    from rq.executions import Execution
+
+    from worker.queues import (
+        BUILD_FUNCTION,
+        SERIALIZER,
+        build_job_id,
+        build_queue_name,
+        rq_worker_name,
+    )
+
+    queue = Queue(build_queue_name(abi), connection=redis, serializer=SERIALIZER)
+    job = queue.enqueue_call(BUILD_FUNCTION, args=(project, version, abi),
+                             job_id=build_job_id(project, version, abi), result_ttl=3600)
+    name = rq_worker_name(worker, abi)
+    with redis.pipeline() as pipe:
+        job.prepare_for_execution(name, pipe)
+        Execution.create(job, ttl=600, pipeline=pipe, worker_name=name)
+        pipe.execute()
+    return job.id

@@ -17,6 +17,7 @@ setup(name={name!r}, version={version!r}, py_modules=[{module!r}],
 
 SETUP_C = """\
 from setuptools import Extension, setup
+{before}
 setup(name={name!r}, version={version!r}, python_requires=">=3.7",
       ext_modules=[Extension({module!r}, [{source!r}], extra_link_args={link!r})])
 """
@@ -62,20 +63,28 @@ def pure_sdist(dest: Path, name: str, version: str, requires: list[str] | None =
     })
 
 
-def c_sdist(dest: Path, name: str, version: str, link_zlib: bool = False) -> Path:
-    """A C extension; with link_zlib it links libz.so.1 by soname (no headers needed)."""
+def c_sdist(dest: Path, name: str, version: str, link_zlib: bool = False,
+            link_sqlite: bool = False, before: str = "") -> Path:
+    """A C extension; with link_zlib it links libz.so.1 by soname (no headers needed),
+    with link_sqlite libsqlite3.so.0 (a library outside Debian's base system) and
+    libc.so.6 (inside it). Its setup.py runs `before` first (to take its time)."""
     module = canonicalize_name(name).replace("-", "_")
     root = f"{module}-{version}"
-    source = C_SOURCE % {
-        "module": module,
-        "zlib_decl": "unsigned long zlibCompileFlags(void);" if link_zlib else "",
-        "zlib_call": "(void)zlibCompileFlags();" if link_zlib else "",
-    }
+    decls, calls, link = [], [], []
+    if link_zlib:
+        decls.append("unsigned long zlibCompileFlags(void);")
+        calls.append("(void)zlibCompileFlags();")
+        link.append("-l:libz.so.1")
+    if link_sqlite:  # and calls into libc, as real extensions do: it needs libc.so.6
+        decls.append("int sqlite3_libversion_number(void);")
+        calls.append('(void)sqlite3_libversion_number(); (void)getenv("WW");')
+        link.append("-l:libsqlite3.so.0")
+    source = C_SOURCE % {"module": module, "zlib_decl": "\n".join(decls),
+                         "zlib_call": " ".join(calls)}
     return _tar(dest / f"{root}.tar.gz", root, {
         "PKG-INFO": _pkg_info(name, version),
         "setup.py": SETUP_C.format(name=name, version=version, module=module,
-                                   source=f"{module}.c",
-                                   link=["-l:libz.so.1"] if link_zlib else []),
+                                   source=f"{module}.c", link=link, before=before),
         f"{module}.c": source,
     })
 

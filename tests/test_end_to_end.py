@@ -16,7 +16,15 @@ from publish.jobs import PublishJob
 from publish.server import make_app
 from tests.sdists import c_sdist, pure_sdist, write_index
 from tests.servers import serve
-from worker.queues import SERIALIZER, AllowlistJob, build_job_id, build_queue_name
+from worker import settings as worker_settings
+from worker.queues import (
+    PUBLISH_QUEUE,
+    SERIALIZER,
+    AllowlistJob,
+    build_job_id,
+    build_queue_name,
+)
+from worker.runner import make_worker
 
 EVENTS = [
     (1_000_001, "WW_Pure", "1.0", "new release"),
@@ -36,10 +44,11 @@ def write_events(path, events=EVENTS):
 
 
 def run_workers(redis, abi):
-    build = Queue(build_queue_name(abi), connection=redis, serializer=SERIALIZER)
-    Worker([build], connection=redis, serializer=SERIALIZER,
-           job_class=AllowlistJob).work(burst=True)
-    publish = Queue("publish", connection=redis, serializer=SERIALIZER)
+    """The build worker as `python -m worker` makes it (the intake takes pushes only
+    from a worker of the token's name), then the publisher."""
+    config = worker_settings.load()
+    make_worker(redis, config, abi).work(burst=True, with_scheduler=False)
+    publish = Queue(PUBLISH_QUEUE, connection=redis, serializer=SERIALIZER)
     Worker([publish], connection=redis, serializer=SERIALIZER,
            job_class=PublishJob).work(burst=True)
 

@@ -10,9 +10,9 @@ from rq import Queue
 from ingest.catalogue import connect
 from ingest.events import Event, apply_batch, batch_of
 from ingest.follower import Follower
-from ingest.scheduler import PUBLISH_QUEUE, build_queue, top_up
+from ingest.scheduler import build_queue, top_up
 from ingest.sources import FileSource
-from worker.queues import SERIALIZER, build_job_id
+from worker.queues import PUBLISH_QUEUE, SERIALIZER, build_job_id
 
 ABI = "cp311"
 
@@ -135,7 +135,8 @@ def test_deletions_and_yanks_reach_the_publisher(tmp_path, redis):
     Follower(conn, FileSource(events), redis=redis, abis=(ABI,)).run(until_caught_up=True)
     publish = Queue(PUBLISH_QUEUE, connection=redis, serializer=SERIALIZER)
     jobs = sorted(publish.fetch_job(j).args[0] for j in publish.job_ids)
-    assert jobs == ["dropped", "trimmed", "yanky"]
+    # Live, a new release gets its page at once too (pending, or skipped and why).
+    assert jobs == ["dropped", "keep", "trimmed", "yanky"]
 
 
 def test_a_release_deleted_and_released_again_is_built_again(tmp_path, redis):
@@ -192,3 +193,137 @@ def test_searched_projects_get_their_newest_release_built_first(tmp_path, redis)
         build_job_id("old-lib", "1.0", ABI),  # demand: its newest release only, first
         build_job_id(*PENDING[0], ABI),  # then the backlog, newest first, to the depth
     ]
+
+
+# --- PyPI coverage: releases PyPI already serves a Pi are not built (issue 10) --------
+
+PI_ABIS = ("cp37m", "cp39", "cp311", "cp313")
+
+
+def with_wheels(name, version, *wheels):
+    return [*release(name, version),
+            *[(name, version, f"add {w.split('-')[2]} file {w}") for w in wheels]]
+
+
+def queued_releases(redis, abi):
+    queue = build_queue(redis, abi)
+    return sorted(job.args[:2] for job in queue.get_jobs())
+
+
+def skips(conn):
+    return {(r[0], r[1], r[2]): r[3] for r in conn.execute(
+        "SELECT project, version, abi, reason FROM skips")}
+
+
+COVERAGE_HISTORY = [
+    *with_wheels("pure", "1.0", "pure-1.0-py3-none-any.whl"),
+    *with_wheels("x86", "1.0", "x86-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+                 "x86-1.0-cp37-cp37m-manylinux_2_17_x86_64.whl"),
+    *with_wheels("newglibc", "1.0", "newglibc-1.0-cp37-abi3-manylinux_2_31_armv7l.whl",
+                 "newglibc-1.0-cp37-abi3-linux_armv6l.whl"),
+    *with_wheels("zero", "1.0", "zero-1.0-cp311-cp311-linux_armv6l.whl"),
+    *release("sdist-only", "1.0"),
+    *release("wheel-only", "1.0", source=False),
+    ("wheel-only", "1.0", "add py3 file wheel_only-1.0-py3-none-any.whl"),
+]
+
+
+def test_what_pypi_serves_a_pi_is_not_queued(tmp_path, redis):
+    conn = catalogue(tmp_path, COVERAGE_HISTORY)
+    results = {abi: top_up(conn, redis, abi, depth=100, job_timeout=600) for abi in PI_ABIS}
+    # A pure wheel covers every release; an x86 one none; armv6l alone leaves
+    # armv7l users out; manylinux_2_31 is too new for Buster's glibc 2.28.
+    assert queued_releases(redis, "cp311") == [
+        ["sdist-only", "1.0"], ["x86", "1.0"], ["zero", "1.0"]]
+    assert queued_releases(redis, "cp37m") == [
+        ["newglibc", "1.0"], ["sdist-only", "1.0"], ["x86", "1.0"], ["zero", "1.0"]]
+    assert [results[abi].covered for abi in PI_ABIS] == [1, 2, 2, 2]
+    found = skips(conn)
+    assert found[("pure", "1.0", "cp311")] == "PyPI has pure-1.0-py3-none-any.whl"
+    assert found[("newglibc", "1.0", "cp311")] == (
+        "PyPI has newglibc-1.0-cp37-abi3-manylinux_2_31_armv7l.whl and "
+        "newglibc-1.0-cp37-abi3-linux_armv6l.whl")
+    assert ("newglibc", "1.0", "cp37m") not in found
+    # The skips are remembered: the next pass looks at nothing new.
+    assert top_up(conn, redis, "cp311", depth=100, job_timeout=600).covered == 0
+
+
+def test_the_reason_shows_on_the_page_and_in_the_json(tmp_path, redis):
+    from publish import index
+    from publish.pages import Site
+
+    conn = catalogue(tmp_path, COVERAGE_HISTORY)
+    for abi in ("cp37m", "cp311"):
+        top_up(conn, redis, abi, depth=100, job_timeout=600)
+    www = tmp_path / "www"
+    index.publish_all(conn, www, Site(abis=("cp37m", "cp311"), public_url="http://pi/",
+                                      pypi_url=None))
+    page = (www / "project" / "pure" / "index.html").read_text()
+    reason = "PyPI has pure-1.0-py3-none-any.whl"
+    assert page.count(f'<td class="skipped" title="{reason}">skipped</td>') == 2
+    data = json.loads((www / "project" / "pure" / "json" / "index.json").read_text())
+    assert data["releases"]["1.0"]["skip_reason"] == reason
+    # Covered for one release's users and not the other's: the JSON says for which.
+    data = json.loads((www / "project" / "newglibc" / "json" / "index.json").read_text())
+    assert data["releases"]["1.0"]["skip_reason"] == (
+        "cp311: PyPI has newglibc-1.0-cp37-abi3-manylinux_2_31_armv7l.whl and "
+        "newglibc-1.0-cp37-abi3-linux_armv6l.whl")
+    page = (www / "project" / "newglibc" / "index.html").read_text()
+    assert page.count('<td class="skipped"') == 1 and '<td class="pending">' in page
+    # Nothing to build from: the page and the JSON say the same (issue 10 item 6).
+    page = (www / "project" / "wheel-only" / "index.html").read_text()
+    assert page.count('title="no source distribution">skipped</td>') == 2
+    data = json.loads((www / "project" / "wheel-only" / "json" / "index.json").read_text())
+    assert data["releases"]["1.0"]["skip_reason"] == "no source distribution"
+
+
+def write_jsonl(path, rows, serial0):
+    with path.open("a") as f:
+        for i, (name, version, action) in enumerate(rows):
+            f.write(json.dumps({"serial": serial0 + i, "timestamp": 1_700_000_000 + i,
+                                "name": name, "version": version, "action": action}) + "\n")
+
+
+def test_a_pypi_upload_named_like_our_wheel_withdraws_ours(tmp_path, config, redis):
+    """Built from an sdist, our pure wheel is served; when PyPI later gets a file of
+    the same name, ours leaves www/ (one name, one file) and the others stay."""
+    from rq import Worker
+
+    from publish import index
+    from publish.jobs import PublishJob
+    from tests.publishing import add_builds
+
+    events = tmp_path / "events.jsonl"
+    write_jsonl(events, [*release("Foo", "0.9"), *release("Foo", "1.0")], 800_000)
+    conn = connect(config.catalogue_path)
+    follower = Follower(conn, FileSource(events), redis=redis, abis=(ABI,))
+    follower.run(until_caught_up=True)
+    assert queued_releases(redis, ABI) == [["foo", "0.9"], ["foo", "1.0"]]
+    www = config.www_dir
+    add_builds(conn, www, [
+        ("foo", "0.9", ABI, "success", [("foo-0.9-py3-none-any.whl", None, [], [], [], [])]),
+        ("foo", "1.0", ABI, "success", [("foo-1.0-py3-none-any.whl", None, [], [], [], [])]),
+    ])
+    index.publish_all(conn, www, index.site_of(config))
+    simple = www / "simple" / "foo"
+    assert "foo-1.0-py3-none-any.whl#sha256=" in (simple / "index.html").read_text()
+
+    redis.flushall()
+    write_jsonl(events, [("foo", "1.0", "add py3 file foo-1.0-py3-none-any.whl"),
+                         ("foo", "0.9", "add cp311 file foo-0.9-cp311-cp311-win_amd64.whl")],
+                800_010)
+    follower.step()
+    Worker([PUBLISH_QUEUE], connection=redis, serializer=SERIALIZER,
+           job_class=PublishJob).work(burst=True)
+
+    assert not (simple / "foo-1.0-py3-none-any.whl").exists()
+    assert not (simple / "foo-1.0-py3-none-any.whl.metadata").exists()
+    assert (simple / "foo-0.9-py3-none-any.whl").exists()
+    for listing in (simple / "index.html", simple / "index.json",
+                    www / "project" / "foo" / "index.html",
+                    www / "project" / "foo" / "json" / "index.json"):
+        text = listing.read_text()
+        assert "foo-1.0-py3-none-any.whl" not in text and "foo-0.9-py3-none-any.whl" in text
+    assert [r[0] for r in conn.execute("SELECT filename FROM wheels")] == [
+        "foo-0.9-py3-none-any.whl"]
+    assert queued_releases(redis, ABI) == []  # built once; not built again

@@ -15,17 +15,22 @@ from rq import Queue
 
 from ingest import catalogue
 from publish.intake import Intake
-from publish.wheel import ZipLimits
-from tests.publishing import apply_events, wheel_bytes
+from tests.publishing import apply_events, started_job, wheel_bytes
 from tests.servers import serve
-from worker.queues import SERIALIZER
+from worker.queues import SERIALIZER, build_job_id
+from worker.wheel import ZipLimits
 
 GOOD = "ww_demo-1.0-py3-none-any.whl"
+UNKNOWN = "ww_demo-9.9-py3-none-any.whl"  # a release the catalogue lacks
 
 
 @pytest.fixture
-def intake(config):
+def intake(config, redis):
     conn = catalogue.connect(config.catalogue_path)
+    # Pushes answer jobs the test worker runs (a job that is not running: see below).
+    for project, version, abi in (("ww-demo", "1.0", "cp311"), ("ww-demo", "1.0", "cp39"),
+                                  ("ww-demo", "9.9", "cp311"), ("other", "1.0", "cp311")):
+        started_job(redis, project, version, abi)
     apply_events(conn, [("ww-demo", "1.0", "new release"),
                         ("ww-demo", "1.0", "add source file ww_demo-1.0.tar.gz"),
                         ("other", "1.0", "new release")])
@@ -39,13 +44,15 @@ def intake(config):
 
 def report(filename=GOOD, data=b"", **changes) -> dict:
     base = {"project": "ww-demo", "version": "1.0", "abi": "cp311", "status": "success",
-            "duration": 3.5, "worker": "ignored",
+            "duration": 3.5, "worker": "ignored", "job_id": "",
             "files": [{"filename": filename, "size": len(data),
                        "sha256": hashlib.sha256(data).hexdigest(), "requires_python": None,
                        "apt_dependencies": ["libz1", "libfoo2"],
                        "apt_preinstalled": ["libz1"],
-                       "unresolved_sonames": ["libgone.so.1"]}]}
+                       "unresolved_sonames": ["libgone.so.1"], "armv6": True}]}
     base.update(changes)
+    base["job_id"] = base["job_id"] or build_job_id(base["project"], base["version"],
+                                                    base["abi"])
     return base
 
 
@@ -82,10 +89,14 @@ def test_good_push_is_recorded_once(intake, redis):
         "libgone.so.1"
     build = conn.execute("SELECT status, worker FROM builds").fetchall()
     assert [tuple(b) for b in build] == [("success", "test-worker")]
+    # No ELF file in it: pure Python runs on any Pi, as the intake reads it itself.
+    assert conn.execute("SELECT armv6 FROM wheels").fetchone()[0] == 1
     assert Queue("publish", connection=redis, serializer=SERIALIZER).count == 1
     other = b"PK" + data[2:] + b"x"
     response = push(server, config, report(data=other), [(GOOD, other)])
-    assert response.status_code == 409 and (simple / GOOD).read_bytes() == data
+    # Other bytes under a served name: recorded (tests/test_reproducible.py), not served.
+    assert response.status_code == 200 and (simple / GOOD).read_bytes() == data
+    assert [d["filename"] for d in response.json()["differs"]] == [GOOD]
 
 
 def test_pure_wheel_built_by_a_second_abi_keeps_the_first(intake):
@@ -118,6 +129,20 @@ def many_members_wheel(count: int) -> bytes:
     return buffer.getvalue()
 
 
+def encrypted_member_wheel() -> bytes:
+    """A wheel with a member flagged encrypted: zipfile will not read it (RuntimeError),
+    and the intake reads every member that may be an ELF file."""
+    data, _ = wheel_bytes("ww-demo", "1.0", GOOD)
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("ww_demo/_ext.so", b"\x7fELF")
+        offset = archive.getinfo("ww_demo/_ext.so").header_offset
+    raw = bytearray(buffer.getvalue())
+    raw[offset + 6] |= 1  # the local header's flags
+    raw[raw.rfind(b"PK\x01\x02") + 8] |= 1  # and the central directory's (the last entry)
+    return bytes(raw)
+
+
 def hostile_cases():
     good, _ = wheel_bytes("ww-demo", "1.0", GOOD)
     other, _ = wheel_bytes("other", "1.0", "other-1.0-py3-none-any.whl")
@@ -128,7 +153,8 @@ def hostile_cases():
         "wrong hash": (400, report(data=good + b"!"), [(GOOD, good)], None),
         "wrong project": (400, report("other-1.0-py3-none-any.whl", other),
                           [("other-1.0-py3-none-any.whl", other)], None),
-        "unknown release": (409, report(data=good, version="9.9"), [(GOOD, good)], None),
+        "unknown release": (409, report(UNKNOWN, good, version="9.9"), [(UNKNOWN, good)],
+                            None),
         "metadata of another project": (422, report(data=liar), [(GOOD, liar)], None),
         "traversal filename": (400, report(traversal, good), [(traversal, good)], None),
         "wrong abi": (400, report("ww_demo-1.0-cp39-cp39-linux_armv7l.whl", good),
@@ -141,6 +167,8 @@ def hostile_cases():
                              [(GOOD, big_member_wheel("../../etc/x", 1))], None),
         "oversized body": (413, report(data=b"x" * 300_000), [(GOOD, b"x" * 300_000)], None),
         "not a zip": (422, report(data=b"not a zip"), [(GOOD, b"not a zip")], None),
+        "encrypted member": (422, report(data=encrypted_member_wheel()),
+                             [(GOOD, encrypted_member_wheel())], None),
         "html in an apt name": (400, {**report(data=good), "files": [
             {**report(data=good)["files"][0], "apt_dependencies": ["<script>"]}]},
             [(GOOD, good)], None),
@@ -160,3 +188,26 @@ def test_hostile_push_is_refused_and_leaves_nothing(intake, case):
     assert leftovers(config) == []
     assert conn.execute("SELECT COUNT(*) FROM builds").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM wheels").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("case", ["no such job", "queued, not started", "another worker's",
+                                  "another release's", "finished"])
+def test_a_push_for_a_job_this_worker_is_not_running_is_refused(intake, redis, case):
+    """A valid token is not enough: a leaked one cannot replace other projects' files."""
+    server, config, conn = intake
+    good, _ = wheel_bytes("ww-demo", "1.0", GOOD)
+    the_report = report(data=good)
+    if case == "no such job":
+        the_report["job_id"] = "build-cp311-" + "0" * 32
+    elif case == "queued, not started":
+        redis.delete("rq:wip:build-cp311")
+    elif case == "another worker's":
+        started_job(redis, "ww-demo", "1.0", "cp311", worker="pi-9")
+    elif case == "another release's":
+        the_report["job_id"] = build_job_id("other", "1.0", "cp311")
+    elif case == "finished":
+        redis.hset(f"rq:job:{the_report['job_id']}", "status", "finished")
+    response = push(server, config, the_report, [(GOOD, good)])
+    assert response.status_code == 403, response.text
+    assert "is not a build of ww-demo 1.0 for cp311" in response.json()["error"]
+    assert leftovers(config) == []

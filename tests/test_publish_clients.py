@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import requests
 from pypi_simple import ACCEPT_HTML_ONLY, ACCEPT_JSON_ONLY, PyPISimple
+from redis import Redis
 
-from ingest import catalogue
+from ingest import catalogue, settings
 from publish import index
 from publish.intake import Intake
 from publish.server import start_in_thread
-from tests.publishing import apply_events, wheel_bytes
+from tests.publishing import apply_events, started_job, wheel_bytes
 from tests.servers import serve
-from worker import settings
 
 NGINX_CONF = Path(__file__).resolve().parent.parent / "publish" / "nginx.conf"
 PROJECT = "ww-demo"
@@ -54,13 +54,16 @@ def www(tmp_path_factory, redis_instance):
     try:
         for version, requires_python in RELEASES.items():
             wheel, _ = wheel_bytes(PROJECT, version, filename(version), requires_python)
+            job_id = started_job(Redis.from_url(redis_instance.url), PROJECT, version,
+                                 "cp311", worker="pi-1")
             report = {"project": PROJECT, "version": version, "abi": "cp311",
                       "status": "success", "duration": 1.0, "worker": "pi-1",
+                      "job_id": job_id,
                       "files": [{"filename": filename(version), "size": len(wheel),
                                  "sha256": __import__("hashlib").sha256(wheel).hexdigest(),
                                  "requires_python": requires_python,
                                  "apt_dependencies": [], "apt_preinstalled": [],
-                                 "unresolved_sonames": []}]}
+                                 "unresolved_sonames": [], "armv6": True}]}
             response = requests.post(
                 intake.url + "builds",
                 headers={"Authorization": f"Bearer {config.worker_tokens['pi-1']}"},

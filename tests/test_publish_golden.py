@@ -55,12 +55,19 @@ def test_tree_covers_the_cases(published):
     assert not (www / "logs" / "gamma" / "1.0").exists()
     # Known but unbuilt: an empty page.
     assert (simple / "empty-one" / "index.html").exists()
-    # armv7l wheels are also listed under the armv6l name, as a link, not a copy.
+    # An armv7l wheel that runs on a Pi Zero/1 is also listed under its armv6l name,
+    # as a link, not a copy; one that does not (ARMv7 code) is not, and its page says so.
     alias = simple / "alpha" / "alpha-1.0-cp39-cp39-linux_armv6l.whl"
     assert alias.is_symlink() and os.readlink(alias) == "alpha-1.0-cp39-cp39-linux_armv7l.whl"
-    assert "alpha-1.0-cp39-cp39-linux_armv6l.whl#sha256=" in (
-        simple / "alpha" / "index.html").read_text()
+    listing = (simple / "alpha" / "index.html").read_text()
+    assert "alpha-1.0-cp39-cp39-linux_armv6l.whl#sha256=" in listing
+    assert not (simple / "alpha" / "alpha-1.0-cp311-cp311-linux_armv6l.whl").is_symlink()
+    assert "alpha-1.0-cp311-cp311-linux_armv6l" not in listing
     page = (www / "project" / "alpha" / "index.html").read_text()
+    [row] = [line for line in page.splitlines() if "Pi 2 and later</span>" in line]
+    assert ">alpha-1.0-cp311-cp311-linux_armv7l.whl</a>" in row
+    assert "cp311-cp311-linux_armv6l" not in (www / "project" / "alpha" / "json" /
+                                              "index.json").read_text().split('"1.0"')[1]
     assert "pre-release</span>" in page and "yanked</span>" in page and "✗ failed" in page
     assert "sudo apt install libopenblas0-pthread</pre>" in page  # libc6 is preinstalled
 
@@ -128,10 +135,31 @@ def test_yank_and_unyank_change_the_listing(published):
     index.publish_project(conn, www, SITE, "alpha")
     assert 'linux_armv7l.whl</a>' in (www / "simple" / "alpha" / "index.html").read_text()
     html = (www / "simple" / "alpha" / "index.html").read_text()
-    assert html.count('data-yanked=""') == 4  # both 1.0 wheels and their aliases
+    assert html.count('data-yanked=""') == 3  # both 1.0 wheels and the cp39 one's alias
     apply_events(conn, [("Alpha", "1.0", "unyank release")], serial0=3_000_010)
     index.publish_project(conn, www, SITE, "alpha")
     assert 'data-yanked=""' not in (www / "simple" / "alpha" / "index.html").read_text()
+
+
+def test_publishing_takes_away_an_alias_the_verdict_no_longer_allows(published):
+    """A link made before the wheel's verdict was known (every armv7l wheel got one)
+    goes at the next publish; a real file of that name is not ours to remove."""
+    conn, www = published
+    directory = www / "simple" / "alpha"
+    stale = "alpha-1.0-cp311-cp311-linux_armv6l.whl"
+    (directory / stale).symlink_to("alpha-1.0-cp311-cp311-linux_armv7l.whl")
+    (directory / f"{stale}.metadata").symlink_to("alpha-1.0-cp311-cp311-linux_armv7l.whl"
+                                                 ".metadata")
+    index.publish_project(conn, www, SITE, "alpha")
+    assert not os.path.lexists(directory / stale)
+    assert not os.path.lexists(directory / f"{stale}.metadata")
+    conn.execute("UPDATE wheels SET armv6 = NULL "
+                 "WHERE filename = 'alpha-1.0-cp39-cp39-linux_armv7l.whl'")  # unknown
+    index.publish_project(conn, www, SITE, "alpha")
+    assert not os.path.lexists(directory / "alpha-1.0-cp39-cp39-linux_armv6l.whl")
+    (directory / stale).write_bytes(b"a real wheel of that name")
+    index.publish_project(conn, www, SITE, "alpha")
+    assert (directory / stale).read_bytes() == b"a real wheel of that name"
 
 
 def test_parallel_rebuild_writes_the_same_tree(tmp_path):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import selectors
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,6 +24,7 @@ PIP_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.
               "q=0.1, text/html; q=0.01")
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 JSON = "application/vnd.pypi.simple.v1+json"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("accept,expected", [
@@ -149,3 +156,51 @@ def test_keep_alive_serves_many_requests_on_one_connection(served):
             response = session.get(served[0].url + "simple/", timeout=10)
             assert response.status_code == 200
         assert len(session.adapters["http://"].poolmanager.pools) == 1
+
+
+def _started(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """`python -m publish COMMAND` and the URL from its first line."""
+    process = subprocess.Popen([sys.executable, "-m", "publish", *command], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    if not selector.select(timeout=30):
+        process.kill()
+        pytest.fail("no ready line within 30 s")
+    line = process.stdout.readline()
+    match = re.search(r"http://\S+/", line)
+    if match is None:
+        process.kill()
+        pytest.fail(f"no URL in {line!r}: {process.stderr.read()}")
+    return process, match.group(0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_with_two_processes_stops_cleanly(tmp_path, sig):
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "file.txt").write_text("hello\n")
+    env = {**os.environ, "WHEELWRIGHT_DATA": str(tmp_path), "WHEELWRIGHT_WEB": "127.0.0.1:0"}
+    process, url = _started(["serve", "--processes", "2"], env)
+    try:
+        for _ in range(20):  # a connection each: the kernel spreads them over both
+            assert requests.get(url + "file.txt", timeout=10).text == "hello\n"
+    finally:
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    with pytest.raises(requests.ConnectionError):  # no process is left on the port
+        requests.get(url, timeout=5)
+    lines = (tmp_path / "logs" / "access.log").read_text().splitlines()
+    assert len(lines) == 20 and all('"GET /file.txt HTTP/1.1" 200 6 ' in x for x in lines)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_intake_stops_cleanly(tmp_path, sig):
+    env = {**os.environ, "WHEELWRIGHT_DATA": str(tmp_path), "WHEELWRIGHT_INTAKE": "127.0.0.1:0"}
+    process, url = _started(["intake"], env)
+    try:
+        assert requests.get(url + "health", timeout=10).json() == {"ok": True}
+    finally:
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err, err

@@ -81,25 +81,54 @@ def data_dir(tmp_path_factory) -> Path:
     return data
 
 
+def day(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+def every_day(days: int, values: dict[str, dict], zero: dict) -> list[dict]:
+    """The last `days` UTC days, oldest first: `values` where given, else zeros."""
+    series = [day(TODAY - timedelta(days=back)) for back in range(days - 1, -1, -1)]
+    return [{"day": d, **values.get(d, zero)} for d in series]
+
+
+# The sample log's counted bytes (bots, HEAD, errors and 404 pages left out): three
+# 5 MB wheels, six's 11,000 bytes, and 9,550 bytes of searches, metadata and pages.
+WHEEL_BYTES = 3 * 5_000_000 + 11_000
+ALL_BYTES = WHEEL_BYTES + 9_550
+
 EXPECTED = {
-    "downloads_per_day": [
-        {"day": OLD.strftime("%Y-%m-%d"), "downloads": 1, "searches": 0, "clients": 1},
-        {"day": BASE.strftime("%Y-%m-%d"), "downloads": 4, "searches": 6, "clients": 6},
+    "totals": [
+        {"n": 1, "figure": "Downloads, all time", "value": "5"},
+        {"n": 2, "figure": "Downloads, last 30 days", "value": "4"},
+        {"n": 3, "figure": "Searches, all time", "value": "6"},
+        {"n": 4, "figure": "Data served, all time", "value": "20.0 MB"},
+        {"n": 5, "figure": "Busiest day", "value": f"{day(BASE)}: 4 downloads"},
+        {"n": 6, "figure": "Busiest hour (UTC)", "value": f"{day(BASE)} 08:00: 4 downloads"},
+        {"n": 7, "figure": "Counting since", "value": day(OLD)},
     ],
-    "top_projects": [{"project": "numpy", "downloads": 3, "clients": 3},
-                     {"project": "six", "downloads": 1, "clients": 1}],
+    # Every day of 90, the days without traffic 0.
+    "downloads_per_day": every_day(90, {day(OLD): {"downloads": 1, "searches": 0},
+                                        day(BASE): {"downloads": 4, "searches": 6}},
+                                   {"downloads": 0, "searches": 0}),
+    "bandwidth": every_day(90, {day(OLD): {"bytes": 5_000_000, "wheel_bytes": 5_000_000},
+                                day(BASE): {"bytes": ALL_BYTES, "wheel_bytes": WHEEL_BYTES}},
+                           {"bytes": 0, "wheel_bytes": 0}),
+    "downloads_by_hour": [{"hour": hour, "downloads": 4 if hour == 8 else 0}
+                          for hour in range(24)],
+    "top_projects": [{"project": "numpy", "downloads": 3},
+                     {"project": "six", "downloads": 1}],
     "python_versions": [{"python": "3.11", "downloads": 2, "percent": 50.0},
                         {"python": "3.7", "downloads": 1, "percent": 25.0},
                         {"python": "3.9", "downloads": 1, "percent": 25.0}],
     "distros": [
-        {"distro": "Debian GNU/Linux", "distro_version": "12", "distro_id": "bookworm",
-         "downloads": 1, "percent": 25.0},
-        {"distro": "Raspbian GNU/Linux", "distro_version": "10", "distro_id": "buster",
-         "downloads": 1, "percent": 25.0},
-        {"distro": "Raspbian GNU/Linux", "distro_version": "11", "distro_id": "bullseye",
-         "downloads": 1, "percent": 25.0},
-        {"distro": "Raspbian GNU/Linux", "distro_version": "12", "distro_id": "bookworm",
-         "downloads": 1, "percent": 25.0},
+        {"release": "Debian GNU/Linux 12", "distro": "Debian GNU/Linux",
+         "distro_version": "12", "distro_id": "bookworm", "downloads": 1, "percent": 25.0},
+        {"release": "Raspbian GNU/Linux 10", "distro": "Raspbian GNU/Linux",
+         "distro_version": "10", "distro_id": "buster", "downloads": 1, "percent": 25.0},
+        {"release": "Raspbian GNU/Linux 11", "distro": "Raspbian GNU/Linux",
+         "distro_version": "11", "distro_id": "bullseye", "downloads": 1, "percent": 25.0},
+        {"release": "Raspbian GNU/Linux 12", "distro": "Raspbian GNU/Linux",
+         "distro_version": "12", "distro_id": "bookworm", "downloads": 1, "percent": 25.0},
     ],
     "cpus": [{"cpu": "armv7l", "downloads": 2, "percent": 50.0},
              {"cpu": "aarch64", "downloads": 1, "percent": 25.0},
@@ -118,9 +147,10 @@ EXPECTED = {
         {"project": "typo-pkg", "searches": 1, "clients": 1, "last_searched": minute(4),
          "on_pypi": 0, "skip_reason": None},
     ],
-    # numpy's armv7l wheel, downloaded twice under its name and once as armv6l, built
-    # in an hour; six is pure Python and saves nobody a build.
-    "time_saved": [{"project": "numpy", "downloads": 3, "hours_saved": 3.0}],
+    # numpy's armv7l wheel, downloaded twice under its name and once as armv6l (which
+    # counts six times), built in an hour, less 6.7 s each: 8 * 3593.3 s. six is pure
+    # Python and saves nobody a build.
+    "time_saved": [{"project": "numpy", "downloads": 3, "hours_saved": 7.985}],
     "builds_per_hour": [
         {"hour": hour(NOW - timedelta(hours=3)), "abi": "cp311", "builds": 2, "failed": 0},
         {"hour": hour(NOW - timedelta(hours=1)), "abi": "cp311", "builds": 1, "failed": 1},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 COMMANDS = {
-    "ingest": ["replay", "follow", "schedule", "status", "dump", "redis", "dashboard"],
-    "worker": ["armhf-chroot"],
+    "ingest": ["replay", "follow", "schedule", "status", "dump", "redis", "dashboard",
+               "settings", "up", "admin"],
+    # A group of commands is listed as "package group".
+    "ingest admin": ["add", "skip", "unskip", "remove", "rebuild", "retry-failed", "import",
+                     "opt-out", "opt-in", "verify", "reconcile"],
+    "worker": ["armhf-chroot", "acl", "settings"],
     "publish": ["intake", "serve", "worker", "write", "screenshot"],
     "stats": ["load", "follow", "health", "serve", "screenshot"],
 }
@@ -29,7 +34,18 @@ def test_ruff_is_clean():
     for command in [None, *commands]
 ])
 def test_every_command_has_help(package, command):
-    argv = [sys.executable, "-m", package] + ([command] if command else []) + ["--help"]
+    argv = [sys.executable, "-m", *package.split()] + ([command] if command else []) + \
+        ["--help"]
     result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout and len(result.stdout.splitlines()) >= 3
+
+
+@pytest.mark.parametrize("package", sorted(COMMANDS))
+def test_commands_are_all_listed(package):
+    """COMMANDS names every subcommand, so that a new one cannot miss the help check:
+    argparse lists them indented by four spaces under the package's --help."""
+    result = subprocess.run([sys.executable, "-m", *package.split(), "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    listed = re.findall(r"^ {4}(\S+)", result.stdout, re.MULTILINE)
+    assert sorted(listed) == sorted(COMMANDS[package])

@@ -23,13 +23,15 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from ingest import settings
 from ingest.__main__ import main as ingest_main
 from ingest.catalogue import connect as catalogue_connect
 from publish.intake import Intake as IntakeApp
+from tests.publishing import started_job
 from tests.sdists import c_sdist, pure_sdist, write_index
 from tests.servers import serve
-from worker import settings
-from worker.apt import dpkg_priorities
+from worker.apt import base_system
+from worker.elf import Armv6
 from worker.interpreter import probe
 from worker.jobs import build_root
 from worker.push import Intake, PushRefused, push
@@ -152,9 +154,28 @@ def process_gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
+def hanging_setup(marker: str) -> str:
+    """setup.py code that hangs as a process whose command line carries `marker`: a
+    sandboxed build has a /tmp and process ids of its own, so tests find it by that."""
+    return ("import os, sys\n"
+            "os.execv(sys.executable, [sys.executable, '-c', "
+            f"'import time; time.sleep(3600)', {marker!r}])")
+
+
+def marker_pids(marker: str) -> list[int]:
+    """The processes (host pids) whose command line has `marker` as an argument."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes().split(b"\0"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 # -- one farm for the module: every build below runs once, side by side ---------------
 
-HANG_PID = "hang.pid"
 # A hostile build: find pip's --wheel-dir up the process tree and drop a wheel of
 # another project there, beside the honest one.
 SLIP_IN_A_WHEEL = """\
@@ -168,7 +189,7 @@ while pid > 1:
         break
     pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
 """
-RELEASES = [("ww-pure", "1.0"), ("ww-zlib", "1.0"), ("ww-broken", "1.0"),
+RELEASES = [("ww-pure", "1.0"), ("ww-zlib", "1.0"), ("ww-sqlite", "1.0"), ("ww-broken", "1.0"),
             ("ww-hang", "1.0"), ("ww-liar", "1.0"), ("ww-hog", "1.0")]
 
 
@@ -178,22 +199,21 @@ class FarmRun:
     abi: str
     jobs: dict[str, Job]
     outputs: list[str]
-    hang_pid_file: Path
+    hang_marker: str
 
 
 @pytest.fixture(scope="module")
 def farm_run(tmp_path_factory, redis_instance, backend_wheels) -> FarmRun:
     tmp = tmp_path_factory.mktemp("farm")
-    hang_pid = tmp / HANG_PID
+    hang_marker = f"ww-hang-{os.getpid()}-{tmp.name}"
     sdists = [
         lambda d: pure_sdist(d, "ww-pure", "1.0",
                              requires=["six>=1", "rich[jupyter]; extra == 'x'"]),
         lambda d: c_sdist(d, "ww-zlib", "1.0", link_zlib=True),
+        lambda d: c_sdist(d, "ww-sqlite", "1.0", link_sqlite=True),
         lambda d: custom_sdist(d, "ww-broken", "1.0",
                                "raise SystemExit('ww-broken: this build fails on purpose')"),
-        lambda d: custom_sdist(d, "ww-hang", "1.0",
-                               f"import os, time\nopen({str(hang_pid)!r}, 'w').write("
-                               "str(os.getpid()))\ntime.sleep(3600)"),
+        lambda d: custom_sdist(d, "ww-hang", "1.0", hanging_setup(hang_marker)),
         lambda d: custom_sdist(d, "ww-liar", "1.0", SLIP_IN_A_WHEEL),
         lambda d: custom_sdist(d, "ww-hog", "1.0", "hog = bytearray(3 * 1024 ** 3)"),
     ]
@@ -201,20 +221,18 @@ def farm_run(tmp_path_factory, redis_instance, backend_wheels) -> FarmRun:
     redis.flushall()
     with pytest.MonkeyPatch.context() as env:
         farm, server = start_farm(tmp, env, redis_instance.url, sdists, backend_wheels)
-        preinstalled = tmp / "preinstalled-{abi}.txt"
         abi = probe(farm.config.build_python).abi
-        Path(str(preinstalled).replace("{abi}", abi)).write_text("# image\nzlib1g\n")
         try:
             ingest_main(["replay", str(release_events(tmp / "events.jsonl", RELEASES))])
             outputs = run_workers(farm.config, 2, {
                 "WHEELWRIGHT_BUILD_TIMEOUT": "20",
                 "WHEELWRIGHT_BUILD_MEMORY": "1024",
-                "WHEELWRIGHT_PREINSTALLED": str(preinstalled),
+                "WHEELWRIGHT_PREINSTALLED": "",  # no operator list: the base system only
             })
             jobs = {project: AllowlistJob.fetch(build_job_id(project, version, abi),
                                                 connection=redis, serializer=SERIALIZER)
                     for project, version in RELEASES}
-            yield FarmRun(farm, abi, jobs, outputs, hang_pid)
+            yield FarmRun(farm, abi, jobs, outputs, hang_marker)
         finally:
             server.stop()
             redis.close()
@@ -235,10 +253,34 @@ def test_c_extension_names_zlib1g(farm_run):
     assert job.is_finished, job.latest_result().exc_string
     [filename] = job.return_value()["files"]
     assert f"-{abi}-linux_" in filename
-    deps = catalogue_rows(config, "SELECT name FROM dependencies WHERE tool = 'apt' "
-                          "AND filename = ?", filename)
-    assert deps == [("zlib1g",)]
+    deps = catalogue_rows(config, "SELECT name, preinstalled FROM dependencies "
+                          "WHERE tool = 'apt' AND filename = ?", filename)
+    # dpkg Pre-Depends on zlib1g: Debian's base system has it, priority optional or not.
+    assert deps == [("zlib1g", int("zlib1g" in base_system()))]
     assert "libz.so.1 =>" in stored_log(config, "ww-zlib", "1.0", abi)
+
+
+def test_c_extension_asks_users_for_its_library_and_not_libc6(farm_run):
+    """libsqlite3-0 is outside Debian's base system, libc6 inside it (though of
+    priority optional): the page's apt line and the JSON name the first only."""
+    from publish import index
+
+    config, job = farm_run.farm.config, farm_run.jobs["ww-sqlite"]
+    assert job.is_finished, job.latest_result().exc_string
+    [filename] = job.return_value()["files"]
+    deps = catalogue_rows(config, "SELECT name, preinstalled FROM dependencies "
+                          "WHERE tool = 'apt' AND filename = ?", filename)
+    assert deps == [("libc6", 1), ("libsqlite3-0", 0)]
+    conn = catalogue_connect(config.catalogue_path)
+    try:
+        index.publish_project(conn, config.www_dir, index.site_of(config), "ww-sqlite")
+    finally:
+        conn.close()
+    page = (config.www_dir / "project" / "ww-sqlite" / "index.html").read_text()
+    assert "<pre>sudo apt install libsqlite3-0</pre>" in page
+    data = json.loads((config.www_dir / "project" / "ww-sqlite" / "json" /
+                       "index.json").read_text())
+    assert data["releases"]["1.0"]["files"][filename]["apt_dependencies"] == ["libsqlite3-0"]
 
 
 def test_failed_build_is_recorded_with_its_log(farm_run):
@@ -255,7 +297,7 @@ def test_hanging_build_is_killed_at_the_timeout(farm_run):
         == [("failed",)]
     assert "[build killed after 20 s]" in stored_log(config, "ww-hang", "1.0", farm_run.abi)
     # the whole build is gone, not just pip
-    assert process_gone(int(farm_run.hang_pid_file.read_text()))
+    assert not marker_pids(farm_run.hang_marker)
 
 
 def test_wheel_of_another_name_is_a_failed_build(farm_run):
@@ -323,7 +365,7 @@ def test_callbacks_of_an_allowed_job_are_never_imported(config, redis, trap):
                         on_failure=Callback("ww_trap.run"), on_success=Callback("ww_trap.run"))
     work_once(config, redis, abi)
     job = AllowlistJob.fetch(job.id, connection=redis, serializer=SERIALIZER)
-    assert job.is_failed and "callbacks" in job.latest_result().exc_string
+    assert job.is_failed and "failure_callback_name" in job.latest_result().exc_string
     assert not trap.exists()
 
 
@@ -364,32 +406,29 @@ def test_job_with_bad_arguments_fails_before_pip(config, redis, project, version
 # -- the report itself, and the push ---------------------------------------------
 
 
-def test_report_of_the_zlib_wheel(farm_run, tmp_path):
-    """What the worker sends for a C extension (the intake stores only part of it)."""
+def test_report_of_the_sqlite_wheel(farm_run, tmp_path):
+    """What the worker sends for a C extension (the intake stores only part of it),
+    with an operator's list that says the OS image ships libsqlite3-0."""
     config = farm_run.farm.config
-    [filename] = farm_run.jobs["ww-zlib"].return_value()["files"]
+    [filename] = farm_run.jobs["ww-sqlite"].return_value()["files"]
     wheel = tmp_path / filename
-    wheel.write_bytes((config.www_dir / "simple" / "ww-zlib" / filename).read_bytes())
+    wheel.write_bytes((config.www_dir / "simple" / "ww-sqlite" / filename).read_bytes())
     from worker.jobs import inspect_built
 
     interpreter = probe(config.build_python)
-    preinstalled = tmp_path / "pre.txt"
-    preinstalled.write_text("zlib1g\n")
+    preinstalled = tmp_path / "pre-{abi}.txt"
+    Path(str(preinstalled).replace("{abi}", interpreter.abi)).write_text(
+        "# the image\nlibsqlite3-0\n")
     with_list = dataclasses.replace(config, preinstalled_file=str(preinstalled))
-    built = inspect_built(wheel, tmp_path, with_list, interpreter, "ww-zlib", "1.0")
-    report = built.as_json()
-    assert report["apt_dependencies"] == ["zlib1g"]
-    assert report["apt_preinstalled"] == ["zlib1g"]
+    built = inspect_built(wheel, tmp_path, with_list, interpreter, "ww-sqlite", "1.0")
+    report = dataclasses.asdict(built.reported())
+    assert report["apt_dependencies"] == ["libc6", "libsqlite3-0"]
+    assert report["apt_preinstalled"] == ["libc6", "libsqlite3-0"]
     assert report["unresolved_sonames"] == []
     assert report["requires_python"] == ">=3.7"
     assert len(report["sha256"]) == 64 and report["size"] == wheel.stat().st_size
-
-
-def test_required_priority_counts_as_preinstalled():
-    priorities = dpkg_priorities(["dpkg", "zlib1g"])
-    if not priorities:
-        pytest.skip("no dpkg here")
-    assert priorities["dpkg"] == "required" and priorities["zlib1g"] != "required"
+    if not interpreter.platform.startswith("linux_arm"):
+        assert report["armv6"] is None  # x86 code: not an ARM wheel
 
 
 class Flaky:
@@ -414,9 +453,12 @@ def pushed_outcome(farm_run, tmp_path) -> BuildOutcome:
     wheel.write_bytes(source.read_bytes())
     from worker.apt import AptReport
 
-    info = inspect_wheel(wheel, "ww-pure", "1.0", probe(config.build_python))
+    info = inspect_wheel(wheel, "ww-pure", "1.0")
+    redis = Redis.from_url(config.effective_redis_url)
     return BuildOutcome(project="ww-pure", version="1.0", abi=farm_run.abi, status="success",
-                        duration=1.0, log="rebuilt\n", wheels=[BuiltWheel(info, AptReport())])
+                        duration=1.0, log="rebuilt\n",
+                        wheels=[BuiltWheel(info, AptReport(), Armv6(True))],
+                        job_id=started_job(redis, "ww-pure", "1.0", farm_run.abi))
 
 
 def test_push_retries_server_errors_and_is_idempotent(farm_run, tmp_path):

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from worker.apt import apt_report, path_variants
+from worker.apt import (
+    apt_report,
+    base_closure,
+    base_system,
+    parse_installed,
+    path_variants,
+    relation_names,
+)
 from worker.elf import Resolution, Resolver, elf_files, read_elf
 
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="no C compiler")
@@ -65,10 +72,14 @@ def test_wheel_needs_are_resolved_like_the_loader(wheel_tree):
     ghost = resolutions[("pkg/haunted.so", "libghost.so.7")]
     assert ghost.path is None and not ghost.bundled
 
-    report = apt_report(list(resolutions.values()), preinstalled={"libc6"})
+    # The operator's list alone (no base system): what it names is preinstalled.
+    report = apt_report(list(resolutions.values()), preinstalled={"libc6"}, base=frozenset())
     assert report.dependencies == ["libc6", "zlib1g"]
     assert report.preinstalled == ["libc6"]
     assert report.unresolved == ["libghost.so.7"]
+    # The builder's base system: libc6 is in it on Debian, whatever its priority.
+    report = apt_report(list(resolutions.values()), preinstalled=set())
+    assert "libc6" in report.preinstalled
 
 
 def test_merged_usr_paths_are_tried_both_ways():
@@ -82,3 +93,54 @@ def test_merged_usr_paths_are_tried_both_ways():
         report = apt_report([Resolution("libz.so.1", "x.so", path, False)], set())
         assert report.dependencies == ["zlib1g"], path
 
+
+
+# -- what Debian's base system holds ------------------------------------------------
+
+
+def dpkg_line(name: str, priority: str = "optional", essential: str = "no",
+              provides: str = "", depends: str = "", pre_depends: str = "",
+              status: str = "installed") -> str:
+    return "\t".join([name, status, essential, priority, provides, depends, pre_depends])
+
+
+def test_relations_are_read_without_versions_or_qualifiers():
+    assert relation_names("libc6 (>= 2.34), awk | mawk:any, python3:any (>= 3.11~) "
+                          "[amd64] <!nocheck>") == [["libc6"], ["awk", "mawk"], ["python3"]]
+    assert relation_names("") == []
+
+
+def test_base_closure_follows_depends_and_pre_depends_to_the_end():
+    installed = parse_installed([
+        dpkg_line("dpkg", "required", "yes", pre_depends="libc6 (>= 2.34), zlib1g"),
+        dpkg_line("libc6", depends="libgcc-s1"),
+        dpkg_line("libgcc-s1", depends="gcc-12-base (= 12.2.0-14), libc6 (>= 2.35)"),
+        dpkg_line("gcc-12-base"),
+        dpkg_line("zlib1g", depends="libc6"),
+        dpkg_line("apt", "important", depends="libstdc++6, gpgv | gpgv2, debconf | debconf-2.0"),
+        dpkg_line("libstdc++6", depends="libc6"),
+        dpkg_line("gpgv2"),  # the second alternative, installed
+        dpkg_line("cdebconf", provides="debconf-2.0"),  # a virtual package's provider
+        dpkg_line("libsqlite3-0", depends="libc6"),  # installed, needed by nothing base
+        dpkg_line("libold1", "required", status="config-files"),  # removed: not a seed
+        dpkg_line("libc6", depends="libgcc-s1"),  # also installed for a second arch
+    ])
+    assert base_closure(installed) == {"dpkg", "libc6", "libgcc-s1", "gcc-12-base",
+                                       "zlib1g", "apt", "libstdc++6", "gpgv2", "cdebconf"}
+
+
+def test_a_met_alternative_adds_nothing_more():
+    installed = parse_installed([
+        dpkg_line("base-a", "required", depends="mawk"),
+        dpkg_line("base-b", "required", depends="gawk | mawk, awk"),
+        dpkg_line("mawk", provides="awk"), dpkg_line("gawk", provides="awk"),
+    ])
+    assert base_closure(installed) == {"base-a", "base-b", "mawk"}
+
+
+def test_libc6_and_the_compiler_runtimes_are_in_this_builders_base_system():
+    base = base_system()
+    if not base:
+        pytest.skip("no dpkg here")
+    assert {"libc6", "libgcc-s1", "libstdc++6", "dpkg"} <= base
+    assert "libsqlite3-0" not in base  # installed here (Python needs it), but not base

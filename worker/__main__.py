@@ -8,7 +8,9 @@ import os
 import sys
 
 from worker import settings
+from worker.errors import one_line_errors
 from worker.interpreter import InterpreterError, probe
+from worker.stopping import stops_quietly
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +31,46 @@ def main(argv: list[str] | None = None) -> int:
     from worker.armhf import add_arguments
 
     add_arguments(armhf)
+    acl = sub.add_parser(
+        "acl", help="print the Redis ACL for a remote worker",
+        description="Print the ACL SETUSER command that gives worker NAME its own Redis "
+        "user, limited to rq's keys and its health key (no FLUSHALL, CONFIG, scripts, "
+        "modules or other keys), with a new random password; run it on the master's "
+        "Redis as an admin, and put the REDIS_URL line in the worker's worker.env.")
+    acl.add_argument("name", help="the worker's name (WHEELWRIGHT_WORKER_NAME)")
+    acl.add_argument("--password", help="use this password instead of a new random one")
+    sub.add_parser(
+        "settings", help="print every setting a worker reads",
+        description="Print each environment variable a worker reads: its current "
+        "value (tokens masked), its default and what it means.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "armhf-chroot":
         from worker.armhf import main as armhf_main
 
         return armhf_main(args)
-    return run_worker(args)
+    if args.command == "acl":
+        return print_acl(args)
+    if args.command == "settings":
+        for line in settings.describe(settings.load()):
+            print(line)
+        return 0
+    with stops_quietly("worker"):  # until rq's own stop handling is in place
+        return run_worker(args)
+
+
+def print_acl(args: argparse.Namespace) -> int:
+    from worker.acl import new_password, worker_acl
+
+    password = args.password or new_password()
+    try:
+        command = worker_acl(args.name, password)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(command)
+    print(f"# worker.env: REDIS_URL=redis://{args.name}:{password}@MASTER:6379/0")
+    return 0
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -50,7 +85,8 @@ def run_worker(args: argparse.Namespace) -> int:
         return 2
     from worker.runner import run
 
-    run(config, interpreter, burst=args.burst)
+    with one_line_errors("worker", config):
+        run(config, interpreter, burst=args.burst)
     return 0
 
 

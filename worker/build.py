@@ -1,5 +1,6 @@
 """Running `pip wheel` for one release: a fresh directory, a time limit that kills
-the whole build, a memory limit, and a log of bounded size."""
+the whole build, a memory limit, a log of bounded size, and as little as we can
+that differs from one run to the next (see worker.sandbox)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from worker.sandbox import BUILD_PATH, Sandbox, build_environment
 
 LOG_LIMIT = 1024 * 1024  # default bytes of build log kept
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -37,14 +40,41 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# pip, as `python -m pip` runs it, but with its temporary directories named by a
+# generator seeded alike in every run rather than at random. pip unpacks the sdist
+# and installs the build requirements under such names, and compilers record where
+# they worked (debug information, __FILE__): random names would give each rebuild
+# of a C extension other bytes. Predictable names are safe here: TMPDIR is the
+# build's own directory, where nothing but this build makes files. tempfile's name
+# generator and uuid4 (pip names the unpacked sdist with one) are what pip asks;
+# the build interpreter can be old (3.4 on Jessie), hence no newer syntax. The
+# first entry of sys.path, the working directory under -c, is dropped as -m would.
+PIP_WITH_FIXED_NAMES = """\
+import sys
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+import random, runpy, tempfile, uuid
+seeded = random.Random(0)
+def names():
+    while True:
+        yield "".join(seeded.choice("abcdefghijklmnopqrstuvwxyz0123456789_")
+                      for _ in range(8))
+tempfile._name_sequence = names()
+uuid.uuid4 = lambda: uuid.UUID(int=seeded.getrandbits(128), version=4)
+runpy.run_module("pip", run_name="__main__", alter_sys=True)
+"""
+
+
 def pip_wheel_command(
     python: str, project: str, version: str, dest: Path, index_url: str | None
 ) -> list[str]:
+    """`pip wheel` of one release into `dest` (a path as the build sees it). Its
+    temporary directories have the same names in every run (PIP_WITH_FIXED_NAMES)."""
     # --use-pep517: without it a pip older than 23.1 (Buster's, Bookworm's) builds a
     # project that has no pyproject.toml with `setup.py bdist_wheel` in the build
     # interpreter's own site-packages, and fails where `wheel` is not installed there.
     command = [
-        python, "-m", "pip", "wheel", f"{project}=={version}",
+        python, "-c", PIP_WITH_FIXED_NAMES, "wheel", f"{project}=={version}",
         "--no-deps", f"--no-binary={project}", "--prefer-binary", "--no-cache-dir",
         "--use-pep517", "--disable-pip-version-check", "--no-input", "--wheel-dir", str(dest),
     ]
@@ -80,9 +110,12 @@ class CappedLog:
 
 
 def _limits(memory_mb: int):
-    """The child's setup before exec: die with the worker, and cap address space."""
+    """The child's setup before exec: die with the worker, cap address space, and
+    make files with the same permissions whatever the worker's umask (a wheel
+    records each file's mode)."""
 
     def apply() -> None:
+        os.umask(0o022)
         # If the work horse is killed outright, pip goes too rather than build on unseen.
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -93,26 +126,28 @@ def _limits(memory_mb: int):
     return apply
 
 
-def build_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GIT_ALLOW_PROTOCOL="file", PYTHONUNBUFFERED="1", PIP_NO_INPUT="1")
-    env.update(extra or {})
-    return env
-
-
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
 
 def run_pip_wheel(command: list[str], cwd: Path, *, timeout: float, memory_mb: int = 0,
-                  log_limit: int = LOG_LIMIT) -> PipRun:
+                  log_limit: int = LOG_LIMIT, sandbox: Sandbox | None = None,
+                  bwrap: str | None = None, extra_env: dict[str, str] | None = None
+                  ) -> PipRun:
     """Run pip in a session of its own, so that the timeout (or anything that ends
-    the job early) kills all of it: pip, the build backend, compilers."""
+    the job early) kills all of it: pip, the build backend, compilers. With `bwrap`,
+    inside `sandbox`'s walls, where `cwd` is seen at BUILD_PATH; always with a
+    scrubbed environment, plus `extra_env` (SOURCE_DATE_EPOCH)."""
     started = time.monotonic()
     log = CappedLog(log_limit)
+    seen_at = cwd
+    if sandbox is not None and bwrap is not None:
+        command = sandbox.wrap(command, bwrap)
+        seen_at = BUILD_PATH
+    env = build_environment(cwd, extra=extra_env, seen_at=seen_at)
     proc = subprocess.Popen(
-        command, cwd=cwd, env=build_environment(), stdin=subprocess.DEVNULL,
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=_limits(memory_mb),  # safe: rq's work horse runs a single thread
     )

@@ -21,8 +21,11 @@ THERMAL = Path("/sys/class/thermal")
 log = logging.getLogger(__name__)
 
 
+HEALTH_PREFIX = "wheelwright:health:"
+
+
 def health_key(worker: str) -> str:
-    return f"wheelwright:health:{worker}"
+    return f"{HEALTH_PREFIX}{worker}"
 
 
 @dataclass

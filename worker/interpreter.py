@@ -15,7 +15,7 @@ from dataclasses import dataclass
 # packaging no longer supports. sys_tags() lists the most specific tags first,
 # so the last platform of the first ABI is the plain one (linux_armv7l, not manylinux).
 PROBE = """\
-import json, sys
+import json, os, sys
 from pip._vendor.packaging import tags
 found = list(tags.sys_tags())
 abi = found[0].abi
@@ -24,6 +24,9 @@ print(json.dumps({
     "abi": abi,
     "platform": [t.platform for t in found if t.abi == abi][-1],
     "version": "%d.%d.%d" % sys.version_info[:3],
+    "paths": sorted({os.path.realpath(p) for p in (
+        sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)))}),
 }))
 """
 
@@ -35,6 +38,7 @@ class BuildInterpreter:
     abi: str  # e.g. cp37m
     platform: str  # e.g. linux_armv7l
     version: str  # e.g. 3.7.3
+    paths: tuple[str, ...] = ()  # its installation: a sandboxed build must see these
 
     def accepts(self, abi: str, platform: str) -> bool:
         """Whether a wheel tagged abi/platform is one this interpreter can have built."""
@@ -54,4 +58,5 @@ def probe(python: str) -> BuildInterpreter:
     except (OSError, subprocess.SubprocessError) as error:
         detail = getattr(error, "stderr", "") or error
         raise InterpreterError(f"cannot read the tags of {python}: {detail}") from None
-    return BuildInterpreter(python=python, **json.loads(out.stdout))
+    found = json.loads(out.stdout)
+    return BuildInterpreter(python=python, **{**found, "paths": tuple(found["paths"])})

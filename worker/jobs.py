@@ -4,46 +4,43 @@ worker.queues.AllowlistJob.ALLOWED can ever be executed."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
+import signal
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from rq import get_current_job
 
-from worker import settings
+from worker import settings, stopping
 from worker.apt import apt_report, operator_preinstalled
 from worker.build import pip_wheel_command, run_pip_wheel
-from worker.elf import Resolver, elf_files, unpack
+from worker.elf import Resolver, armv6_of_tree, elf_files, unpack
 from worker.interpreter import BuildInterpreter, probe
 from worker.push import Intake, push
 from worker.report import BuildOutcome, BuiltWheel, Timings
-from worker.wheel import WrongWheel, inspect_wheel
-
-# What a job may name; anything else could smuggle options into pip's command line.
-PROJECT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,198}[a-z0-9])?$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,99}$")
+from worker.sandbox import BUILD_PATH, Sandbox, file_index_path, find_bwrap
+from worker.wheel import BadWheel, WheelInfo, inspect_wheel
+from worker.wire import FALLBACK_EPOCH, BadJob, BuildJob
 
 
-class BadJob(ValueError):
-    """The job's arguments are not a release this worker can build."""
+class BuildKilled(RuntimeError):
+    """The build was SIGKILLed from outside the worker (an operator, the OOM killer):
+    that says nothing of the release. The job fails, and rq's retry runs it again while
+    it has tries left; after that the build is recorded as failed, with its log."""
 
 
-def check_job(project: str, version: str, abi: str, interpreter: BuildInterpreter) -> None:
-    if not isinstance(project, str) or not PROJECT_RE.match(project) \
-            or canonicalize_name(project) != project:
-        raise BadJob(f"project {project!r} is not a canonical name")
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise BadJob(f"version {version!r} is not a version")
-    try:
-        Version(version)
-    except InvalidVersion:
-        raise BadJob(f"version {version!r} is not a version") from None
-    if abi != interpreter.abi:
+def check_job(project: object, version: object, abi: object,
+              interpreter: BuildInterpreter, *released: object) -> BuildJob:
+    """The job named by rq's arguments if this worker can build it; BadJob otherwise.
+    `released` is the release time, absent from jobs queued before it travelled."""
+    job = BuildJob.from_args(project, version, abi, *released)
+    if job.abi != interpreter.abi:
         raise BadJob(f"job is for {abi!r} but {interpreter.python} builds {interpreter.abi!r}")
+    return job
 
 
 def build_root(config: settings.Settings) -> Path:
@@ -87,14 +84,22 @@ def fresh_directory(config: settings.Settings):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def build(project: str, version: str, abi: str) -> dict:
-    """Build `project==version` for `abi` and push the outcome to the intake."""
+def build(project: str, version: str, abi: str, *released: int) -> dict:
+    """Build `project==version` for `abi` and push the outcome to the intake; the
+    wheels are dated `released` (the release's upload time, seconds since the
+    epoch), so that a rebuild gives the same bytes (see worker.sandbox)."""
     config = settings.load()
     interpreter = probe(config.build_python)
-    check_job(project, version, abi, interpreter)
+    job = check_job(project, version, abi, interpreter, *released)
     with fresh_directory(config) as workdir:
-        outcome = build_in(workdir, config, interpreter, project, version)
+        outcome = build_in(workdir, config, interpreter, project, version,
+                           released=job.released)
+        current = get_current_job()
+        if outcome.killed and current is not None and (current.retries_left or 0) > 0:
+            raise BuildKilled(f"the build of {project} {version} was killed (SIGKILL)")
+        outcome.job_id = current.id if current is not None else ""
         started = time.monotonic()
+        stopping.let_finish()  # a stop from here on would build the release twice
         answer = push(Intake(url=config.intake_url, worker=config.worker_name,
                              token=config.worker_token, retries=config.push_retries,
                              backoff=config.push_backoff), outcome)
@@ -102,24 +107,41 @@ def build(project: str, version: str, abi: str) -> dict:
     return {
         "status": outcome.status,
         "files": [w.wheel.filename for w in outcome.wheels],
+        "sha256": {w.wheel.filename: w.wheel.sha256 for w in outcome.wheels},
         "timings": vars(outcome.timings),
         "intake": answer,
     }
 
 
 def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpreter,
-             project: str, version: str) -> BuildOutcome:
-    """Run pip wheel in `workdir` and inspect what it made."""
-    dest = workdir / "wheels"
-    dest.mkdir()
-    command = pip_wheel_command(interpreter.python, project, version, dest,
-                                config.build_index_url)
-    run = run_pip_wheel(command, workdir, timeout=config.build_timeout,
-                        memory_mb=config.build_memory_mb, log_limit=config.build_log_limit)
+             project: str, version: str, released: int = FALLBACK_EPOCH) -> BuildOutcome:
+    """Run pip wheel in `workdir`/build, the one place the build may write (seen at
+    BUILD_PATH in the sandbox), with SOURCE_DATE_EPOCH `released`, and inspect what
+    it made once it is out of the build's reach."""
+    inside = workdir / "build"
+    dest = inside / "wheels"
+    dest.mkdir(parents=True)
+    bwrap = find_bwrap(config.build_sandbox)
+    seen = BUILD_PATH if bwrap else inside  # where the build sees `inside`
+    command = pip_wheel_command(interpreter.python, project, version,
+                                seen / dest.relative_to(inside), config.build_index_url)
+    run = run_pip_wheel(command, inside, timeout=config.build_timeout,
+                        memory_mb=config.build_memory_mb, log_limit=config.build_log_limit,
+                        sandbox=build_sandbox(inside, config, interpreter), bwrap=bwrap,
+                        extra_env={"SOURCE_DATE_EPOCH": str(released)})
+    # pip itself killed, or bubblewrap, or pip inside it (bubblewrap exits 128 + signal).
+    killed = not run.timed_out and run.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
     outcome = BuildOutcome(project=project, version=version, abi=interpreter.abi,
                            status="failed", duration=run.seconds, log=run.log,
-                           timings=Timings(pip=run.seconds))
-    built = sorted(dest.glob("*.whl"))
+                           timings=Timings(pip=run.seconds), killed=killed)
+    if killed:
+        outcome.log += "\n[wheelwright] the build was killed (SIGKILL) from outside\n"
+    try:
+        built = take_wheels(dest, workdir / "wheels")
+    except OSError as error:
+        outcome.log += f"\n[wheelwright] build refused: its wheel directory was tampered " \
+                       f"with ({error})\n"
+        return outcome
     if run.returncode != 0 or not built:
         if run.returncode == 0:
             outcome.log += "\n[wheelwright] pip succeeded but made no wheel\n"
@@ -129,20 +151,71 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
         outcome.wheels = [inspect_built(path, workdir, config, interpreter, project, version)
                           for path in built]
         outcome.status = "success"
-    except WrongWheel as error:
+    except BadWheel as error:
         outcome.log += f"\n[wheelwright] build refused: {error}\n"
     outcome.log += "".join(f"\n[wheelwright] {note}" for w in outcome.wheels
-                           for note in w.apt.notes)
+                           for note in w.notes)
     outcome.timings.inspect = time.monotonic() - started
     return outcome
 
 
+def build_sandbox(inside: Path, config: settings.Settings,
+                  interpreter: BuildInterpreter) -> Sandbox:
+    """The walls of one build: it sees the build interpreter and a file:// index, and
+    none of the worker's home, data directory, token or Redis socket."""
+    hidden = [Path.home(), config.data_dir]
+    if config.effective_redis_url.startswith("unix:"):
+        hidden.append(Path(urlparse(config.effective_redis_url).path).parent)
+    readable = [Path(p) for p in interpreter.paths]
+    index = file_index_path(config.build_index_url)
+    if index is not None:
+        readable.append(index)
+    return Sandbox(workdir=inside, hidden=tuple(hidden), readable=tuple(readable),
+                   network=config.build_network)
+
+
+def take_wheels(dest: Path, out: Path) -> list[Path]:
+    """Copy the regular *.whl files of `dest` into `out`, where the build cannot
+    reach. The build owned `dest`: a symbolic link there (to the token, say) is not
+    followed, and `dest` itself must still be a directory, not a link."""
+    out.mkdir()
+    directory = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    taken = []
+    try:
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".whl") or "/" in name:
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
+            except OSError:
+                continue  # a link, or gone: not a wheel the build made
+            with os.fdopen(fd, "rb") as source:
+                if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                    continue
+                with open(out / name, "xb") as copy:
+                    shutil.copyfileobj(source, copy)
+            taken.append(out / name)
+    finally:
+        os.close(directory)
+    return taken
+
+
 def inspect_built(path: Path, workdir: Path, config: settings.Settings,
                   interpreter: BuildInterpreter, project: str, version: str) -> BuiltWheel:
-    wheel = inspect_wheel(path, project, version, interpreter)
+    wheel = for_interpreter(inspect_wheel(path, project, version), interpreter)
     # Even a wheel tagged "any" is scanned: nothing stops one from carrying ELF files.
     unpacked = unpack(path, workdir / "unpacked" / path.name)
     resolver = Resolver(unpacked)
     resolutions = resolver.resolve_all(elf_files(unpacked))
     preinstalled = operator_preinstalled(config.preinstalled_file, interpreter.abi)
-    return BuiltWheel(wheel, apt_report(resolutions, preinstalled))
+    return BuiltWheel(wheel, apt_report(resolutions, preinstalled), armv6_of_tree(unpacked))
+
+
+def for_interpreter(wheel: WheelInfo, interpreter: BuildInterpreter) -> WheelInfo:
+    """`wheel` if `interpreter` can have built it; BadWheel otherwise (pip may hand back
+    a wheel it found rather than built, for another platform)."""
+    if not any(interpreter.accepts(abi, platform) for abi in wheel.abi_tag.split(".")
+               for platform in wheel.platform_tag.split(".")):
+        raise BadWheel(f"{wheel.filename} is not for {interpreter.abi} on "
+                       f"{interpreter.platform}")
+    return wheel

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import ExitStack
@@ -34,7 +33,7 @@ class Intake:
 
 
 def _parts(outcome: BuildOutcome, worker: str, stack: ExitStack) -> list[tuple]:
-    report = json.dumps(outcome.report(worker))
+    report = outcome.report(worker).to_json()
     return [
         ("report", ("report.json", report, "application/json")),
         ("log", ("build.log", outcome.log.encode("utf-8", "replace"), "text/plain")),
@@ -47,8 +46,9 @@ def _parts(outcome: BuildOutcome, worker: str, stack: ExitStack) -> list[tuple]:
 
 def push(intake: Intake, outcome: BuildOutcome) -> dict:
     """POST the build to the intake. Network errors and 5xx are retried with
-    backoff; the intake is idempotent, so a retry after a lost answer is harmless.
-    A 4xx raises PushRefused at once."""
+    backoff (507 among them: the intake is short of disk space, and takes pushes
+    again once it has room); the intake is idempotent, so a retry after a lost
+    answer is harmless. A 4xx raises PushRefused at once."""
     url = intake.url.rstrip("/") + "/builds"
     headers = {"Authorization": f"Bearer {intake.token}"}
     delay = intake.backoff

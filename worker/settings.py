@@ -1,179 +1,219 @@
-"""Every setting of wheelwright, read from environment variables.
+"""The settings a build worker reads from environment variables, and the way every
+process's settings are declared.
 
-This is the one place configuration comes from. It lives in the worker package
-because the worker depends on nothing else of ours, while the master's packages
-(ingest, publish, stats) may depend on the worker.
-
-Each setting: environment variable (default) meaning.
-
-  WHEELWRIGHT_DATA (./var)
-      data directory: catalogue.db, stats.db, www/, logs/, secrets/, redis/
-  REDIS_URL (unset: embedded)
-      Redis for the queues; unset means a private redis-server on DATA/redis/redis.sock
-  WHEELWRIGHT_ABIS (the host interpreter's ABI)
-      comma-separated ABIs to build, e.g. cp37m,cp39,cp311
-  WHEELWRIGHT_DISABLED_ABIS (cp34m,cp35m)
-      end-of-life ABIs: never built, and their queues are emptied
-  WHEELWRIGHT_PYPI_MARGIN (2000)
-      serials re-read behind the newest applied one (late-visible serials)
-  WHEELWRIGHT_PYPI_URL (unset)
-      upstream PyPI base URL: XML-RPC at <url>/pypi, JSON at <url>/pypi/<name>/json
-  WHEELWRIGHT_EVENTS (ingest/sample/events.jsonl)
-      event file `ingest follow` reads when no PYPI_URL is set
-  WHEELWRIGHT_REPLAY_CHUNK (350000)
-      events per transaction when reading an event file
-  WHEELWRIGHT_QUEUE_DEPTH (1000)
-      build jobs each build-<abi> queue holds at most
-  WHEELWRIGHT_DEMAND_CLIENTS (2)
-      distinct clients whose searches (last 30 days, stats.db) put a project's newest
-      release ahead of the backlog; 0 turns search demand off
-  WHEELWRIGHT_WEB (127.0.0.1:8080)
-      where `publish serve` listens
-  WHEELWRIGHT_PUBLIC_URL (http://WHEELWRIGHT_WEB/)
-      the index's public address, written into project JSON (file_url, piwheels_url)
-  WHEELWRIGHT_INTAKE (127.0.0.1:8081)
-      where `publish intake` listens
-  WHEELWRIGHT_STATS_WEB (127.0.0.1:8001)
-      where `stats serve` (Datasette over stats.db) listens
-  WHEELWRIGHT_INTAKE_URL (http://127.0.0.1:8081/)
-      where workers push builds
-  WHEELWRIGHT_WORKER_TOKENS (unset: one local worker, token in DATA/secrets/)
-      intake side: name:token pairs, comma-separated
-  WHEELWRIGHT_WORKER_NAME (the host name)
-      worker side: this worker's name
-  WHEELWRIGHT_WORKER_TOKEN (unset: DATA/secrets/worker-token)
-      worker side: this worker's token
-  WHEELWRIGHT_BUILD_PYTHON (the running interpreter)
-      interpreter that runs `pip wheel`; it decides the ABI
-  WHEELWRIGHT_BUILD_INDEX_URL (unset: pip's own configuration)
-      index `pip wheel` downloads sources from
-  WHEELWRIGHT_BUILD_RETRIES (1)
-      more tries a build job gets when the job itself fails (its worker died
-      mid-build, the intake was out of reach); a failed build is recorded, not retried
-  WHEELWRIGHT_BUILD_TIMEOUT (10800)
-      seconds before a build is killed
-  WHEELWRIGHT_BUILD_MEMORY (0)
-      address-space limit for a build in MiB; 0 means none
-  WHEELWRIGHT_MAX_UPLOAD (268435456)
-      largest push the intake accepts, in bytes
-  WHEELWRIGHT_BUILD_DIR (the system's temporary directory)
-      worker side: builds run in fresh directories under DIR/wheelwright-<worker>;
-      that directory is emptied whenever the worker starts
-  WHEELWRIGHT_BUILD_LOG_LIMIT (1048576)
-      bytes of a build log kept (its head and tail); the middle is cut
-  WHEELWRIGHT_PREINSTALLED (unset)
-      worker side: file naming the Debian packages preinstalled on the target OS
-      image, one per line; `{abi}` in the path is replaced by the worker's ABI.
-      Packages of priority required/important count as preinstalled anyway
-  WHEELWRIGHT_PUSH_RETRIES (6)
-      worker side: attempts at a push before the job fails (network errors, 5xx)
-  WHEELWRIGHT_PUSH_BACKOFF (1.0)
-      worker side: seconds before the first retry of a push; doubled each time
-  WHEELWRIGHT_HEARTBEAT_INTERVAL (30)
-      worker side: seconds between a building worker's heartbeats in Redis
-  WHEELWRIGHT_ABANDON_GRACE (60)
-      seconds past a missed heartbeat before a running job counts as abandoned
-  WHEELWRIGHT_MAINTENANCE_INTERVAL (60)
-      seconds between a worker's sweeps of rq's registries; a sweep fails the
-      abandoned jobs. A job whose worker died unseen (power cut, SIGKILL) is thus
-      failed within HEARTBEAT_INTERVAL + ABANDON_GRACE + MAINTENANCE_INTERVAL
-      seconds of its last heartbeat, once an idle worker serves its queue (a busy
-      worker sweeps between jobs)
-  WHEELWRIGHT_HEALTH_INTERVAL (30)
-      worker side: seconds between health reports (key TTL 120 s)
-  WHEELWRIGHT_ARM_DIR (DATA/armhf)
-      where `python -m worker armhf-chroot` keeps its Debian armhf chroot
-  WHEELWRIGHT_ARM_MIRROR (the host's first Debian apt source)
-      Debian mirror debootstrap fetches the armhf chroot from
+A Pi imports this module and nothing of the master's: the master's settings
+(ingest, publish, stats) extend these in ingest/settings.py. Each setting is
+declared once, as a field of a Settings dataclass carrying its variable, default
+and meaning; `load()` reads them and `python -m worker settings` prints them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_EVENTS = PACKAGE_ROOT / "ingest" / "sample" / "events.jsonl"
+_SETTING = "wheelwright.setting"
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
-
-def _host_abi() -> str:
-    from packaging import tags
-
-    return next(iter(tags.sys_tags())).abi
+S = TypeVar("S")
 
 
-def _split_bind(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host or "127.0.0.1", int(port)
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, the text read when it is unset, what it
+    means, how that text becomes the field's value, what an empty default stands
+    for (`shown_default`), and how a value is written back as text (`show`, when
+    the generic way will not do). A secret's value is never printed."""
+    env: str
+    default: str
+    doc: str
+    parse: Callable[[str], Any] = str
+    shown_default: str | None = None
+    secret: bool = False
+    show: Callable[[Any], str] | None = None
+
+
+def setting(env: str, default: str, doc: str, parse: Callable[[str], Any] = str, *,
+            shown_default: str | None = None, secret: bool = False,
+            show: Callable[[Any], str] | None = None) -> Any:
+    """A Settings field read from the variable `env` (see Setting)."""
+    return field(repr=not secret, metadata={
+        _SETTING: Setting(env, default, doc, parse, shown_default, secret, show)})
+
+
+def declared(cls: type) -> list[tuple[Field, Setting]]:
+    """The fields of a Settings class with their declarations, in declaration order."""
+    return [(f, f.metadata[_SETTING]) for f in fields(cls) if _SETTING in f.metadata]
+
+
+def read(cls: type[S], env: Mapping[str, str] | None = None) -> S:
+    """Build `cls` from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    values = {}
+    for f, s in declared(cls):
+        raw = env.get(s.env, s.default)
+        try:
+            values[f.name] = s.parse(raw)
+        except ValueError as error:
+            raise ValueError(f"{s.env}={raw!r}: {error}") from None
+    return cls(**values)
+
+
+def describe(config: Any) -> Iterator[str]:
+    """Lines naming every variable `config` was read from: its value (secrets
+    masked), its default and its meaning, under a heading per Settings class."""
+    entries = declared(type(config))
+    for owner in reversed(type(config).__mro__):
+        own = [(f, s) for f, s in entries if f.name in owner.__dict__.get("__annotations__", {})]
+        if not own:
+            continue
+        yield f"# {(owner.__doc__ or owner.__name__).strip().splitlines()[0]}"
+        for f, s in own:
+            default = s.shown_default or s.default or "unset"
+            yield f"{s.env} = {_show(s, getattr(config, f.name))}   (default: {default})"
+            yield f"    {s.doc}"
+
+
+def _show(s: Setting, value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if s.secret:
+        return "****"
+    if s.show is not None:
+        return s.show(value)
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value) or "(none)"
+    # A URL may carry a password (Redis, a private index): never print it.
+    return _URL_PASSWORD.sub(r"\1****@", str(value))
+
+
+def optional(text: str) -> str | None:
+    return text or None
+
+
+def optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _data_dir(text: str) -> Path:
+    return Path(text).resolve()
+
+
+def _host_name(text: str) -> str:
+    return text or socket.gethostname()
+
+
+def _interpreter(text: str) -> str:
+    return text or sys.executable
+
+
+def flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("1", "0", "yes", "no", "on", "off", "true", "false"):
+        raise ValueError("1/yes/on/true or 0/no/off/false")
+    return value in ("1", "yes", "on", "true")
+
+
+def _sandbox_mode(text: str) -> str:
+    if text not in ("auto", "bwrap", "off"):
+        raise ValueError("auto, bwrap or off")
+    return text
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    redis_url: str | None
-    abis: tuple[str, ...]
-    pypi_url: str | None
-    disabled_abis: tuple[str, ...]
-    pypi_margin: int
-    events_file: Path
-    queue_depth: int
-    demand_clients: int
-    replay_chunk: int
-    web_bind: tuple[str, int]
-    intake_bind: tuple[str, int]
-    intake_url: str
-    worker_name: str
-    build_python: str
-    build_index_url: str | None
-    build_timeout: int
-    build_retries: int
-    build_memory_mb: int
-    max_upload: int
-    build_dir: Path | None = None
-    build_log_limit: int = 1024 * 1024
-    preinstalled_file: str | None = None
-    push_retries: int = 6
-    push_backoff: float = 1.0
-    heartbeat_interval: int = 30
-    abandon_grace: int = 60
-    maintenance_interval: int = 60
-    health_interval: int = 30
-    arm_dir: Path | None = None
-    arm_mirror: str | None = None
-    public_url_value: str | None = None
-    stats_bind: tuple[str, int] = ("127.0.0.1", 8001)
-    worker_tokens_spec: str | None = field(default=None, repr=False)
-    worker_token_value: str | None = field(default=None, repr=False)
+    """Read by a build worker (python -m worker)."""
 
-    @property
-    def catalogue_path(self) -> Path:
-        return self.data_dir / "catalogue.db"
-
-    @property
-    def stats_path(self) -> Path:
-        return self.data_dir / "stats.db"
-
-    @property
-    def www_dir(self) -> Path:
-        return self.data_dir / "www"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
+    data_dir: Path = setting(
+        "WHEELWRIGHT_DATA", "var", "data directory: secrets/ (the local worker's token), "
+        "redis/ (the embedded Redis); the master keeps its databases, www/ and logs/ there",
+        _data_dir)
+    redis_url: str | None = setting(
+        "REDIS_URL", "", "Redis for the queues; unset means a private redis-server on "
+        "DATA/redis/redis.sock", optional, shown_default="embedded")
+    intake_url: str = setting(
+        "WHEELWRIGHT_INTAKE_URL", "http://127.0.0.1:8081/", "where workers push builds")
+    worker_name: str = setting(
+        "WHEELWRIGHT_WORKER_NAME", "", "this worker's name", _host_name,
+        shown_default="the host name")
+    worker_token_value: str | None = setting(
+        "WHEELWRIGHT_WORKER_TOKEN", "", "this worker's token for the intake", optional,
+        shown_default="DATA/secrets/worker-token", secret=True)
+    build_python: str = setting(
+        "WHEELWRIGHT_BUILD_PYTHON", "", "interpreter that runs `pip wheel`; it decides "
+        "the ABI", _interpreter, shown_default="the running interpreter")
+    build_index_url: str | None = setting(
+        "WHEELWRIGHT_BUILD_INDEX_URL", "", "index `pip wheel` downloads sources from",
+        optional, shown_default="pip's own configuration")
+    build_sandbox: str = setting(
+        "WHEELWRIGHT_BUILD_SANDBOX", "auto", "walls around a build: `bwrap` (bubblewrap, "
+        "required: the worker refuses to build without it), `auto` (bubblewrap where "
+        "installed, else a warning and only a scrubbed environment) or `off`",
+        _sandbox_mode)
+    build_network: bool = setting(
+        "WHEELWRIGHT_BUILD_NETWORK", "1", "whether a sandboxed build reaches the network "
+        "(pip downloads the sdist and its build requirements from the index; a file:// "
+        "index needs none)", flag)
+    build_timeout: int = setting(
+        "WHEELWRIGHT_BUILD_TIMEOUT", "10800", "seconds before a build is killed (the "
+        "master gives its jobs 600 s more)", int)
+    build_memory_mb: int = setting(
+        "WHEELWRIGHT_BUILD_MEMORY", "0", "address-space limit for a build in MiB; 0 means "
+        "none", int)
+    build_dir: Path | None = setting(
+        "WHEELWRIGHT_BUILD_DIR", "", "builds run in fresh directories under "
+        "DIR/wheelwright-<worker>, emptied whenever the worker starts", optional_path,
+        shown_default="the system's temporary directory")
+    min_free_mb: int = setting(
+        "WHEELWRIGHT_MIN_FREE_MB", "512", "free space in MiB below which a worker takes "
+        "no build job (the build directory's file system) and the intake refuses pushes "
+        "with 507 (the data directory's); both carry on by themselves once there is "
+        "room again; 0 turns the check off", int)
+    build_log_limit: int = setting(
+        "WHEELWRIGHT_BUILD_LOG_LIMIT", "1048576", "bytes of a build log kept (its head and "
+        "tail); the middle is cut", int)
+    preinstalled_file: str | None = setting(
+        "WHEELWRIGHT_PREINSTALLED", "", "file naming the Debian packages preinstalled on "
+        "the target OS image, one a line, `{abi}` replaced by the worker's ABI (Debian's "
+        "base system on the builder, Essential and required/important packages and all "
+        "they depend on, counts as preinstalled anyway)", optional)
+    push_retries: int = setting(
+        "WHEELWRIGHT_PUSH_RETRIES", "6", "attempts at a push before the job fails "
+        "(network errors, 5xx)", int)
+    push_backoff: float = setting(
+        "WHEELWRIGHT_PUSH_BACKOFF", "1.0", "seconds before the first retry of a push; "
+        "doubled each time", float)
+    heartbeat_interval: int = setting(
+        "WHEELWRIGHT_HEARTBEAT_INTERVAL", "30", "seconds between a building worker's "
+        "heartbeats in Redis", int)
+    abandon_grace: int = setting(
+        "WHEELWRIGHT_ABANDON_GRACE", "60", "seconds past a missed heartbeat before a "
+        "running job counts as abandoned", int)
+    maintenance_interval: int = setting(
+        "WHEELWRIGHT_MAINTENANCE_INTERVAL", "60", "seconds between a worker's sweeps of "
+        "rq's registries, which fail abandoned jobs: a job whose worker died unseen fails "
+        "within HEARTBEAT_INTERVAL + ABANDON_GRACE + MAINTENANCE_INTERVAL s of its last "
+        "heartbeat, once an idle worker serves its queue", int)
+    health_interval: int = setting(
+        "WHEELWRIGHT_HEALTH_INTERVAL", "30", "seconds between health reports (key TTL "
+        "120 s)", int)
+    arm_dir: Path | None = setting(
+        "WHEELWRIGHT_ARM_DIR", "", "where `python -m worker armhf-chroot` keeps its Debian "
+        "armhf chroot", optional_path, shown_default="DATA/armhf")
+    arm_mirror: str | None = setting(
+        "WHEELWRIGHT_ARM_MIRROR", "", "Debian mirror debootstrap fetches the armhf chroot "
+        "from", optional, shown_default="the host's first Debian apt source")
 
     @property
     def redis_socket(self) -> Path:
         return self.data_dir / "redis" / "redis.sock"
-
-    @property
-    def public_url(self) -> str:
-        """Where people and pip reach www/, ending in a slash."""
-        host, port = self.web_bind
-        return (self.public_url_value or f"http://{host}:{port}/").rstrip("/") + "/"
 
     @property
     def effective_redis_url(self) -> str:
@@ -183,19 +223,6 @@ class Settings:
     @property
     def worker_token(self) -> str:
         return self.worker_token_value or local_worker_token(self.data_dir)
-
-    @property
-    def worker_tokens(self) -> dict[str, str]:
-        """The intake's map of worker name to token."""
-        if not self.worker_tokens_spec:
-            return {self.worker_name: local_worker_token(self.data_dir)}
-        tokens = {}
-        for pair in self.worker_tokens_spec.split(","):
-            name, sep, token = pair.strip().partition(":")
-            if not sep or not name or not token:
-                raise ValueError("WHEELWRIGHT_WORKER_TOKENS wants name:token pairs")
-            tokens[name] = token
-        return tokens
 
 
 def data_secret(data_dir: Path, name: str) -> str:
@@ -219,46 +246,6 @@ def local_worker_token(data_dir: Path) -> str:
     return data_secret(data_dir, "worker-token")
 
 
-def load(env: dict[str, str] | None = None) -> Settings:
-    """Read the settings from `env` (default: the process environment)."""
-    env = os.environ if env is None else env
-    abis = env.get("WHEELWRIGHT_ABIS", "")
-    return Settings(
-        data_dir=Path(env.get("WHEELWRIGHT_DATA", "var")).resolve(),
-        redis_url=env.get("REDIS_URL") or None,
-        abis=tuple(a.strip() for a in abis.split(",") if a.strip()) or (_host_abi(),),
-        pypi_url=env.get("WHEELWRIGHT_PYPI_URL") or None,
-        disabled_abis=tuple(a.strip() for a in env.get(
-            "WHEELWRIGHT_DISABLED_ABIS", "cp34m,cp35m").split(",") if a.strip()),
-        pypi_margin=int(env.get("WHEELWRIGHT_PYPI_MARGIN", "2000")),
-        events_file=Path(env.get("WHEELWRIGHT_EVENTS") or SAMPLE_EVENTS),
-        queue_depth=int(env.get("WHEELWRIGHT_QUEUE_DEPTH", "1000")),
-        demand_clients=int(env.get("WHEELWRIGHT_DEMAND_CLIENTS", "2")),
-        replay_chunk=int(env.get("WHEELWRIGHT_REPLAY_CHUNK", "350000")),
-        web_bind=_split_bind(env.get("WHEELWRIGHT_WEB", "127.0.0.1:8080")),
-        intake_bind=_split_bind(env.get("WHEELWRIGHT_INTAKE", "127.0.0.1:8081")),
-        intake_url=env.get("WHEELWRIGHT_INTAKE_URL", "http://127.0.0.1:8081/"),
-        worker_name=env.get("WHEELWRIGHT_WORKER_NAME") or socket.gethostname(),
-        build_python=env.get("WHEELWRIGHT_BUILD_PYTHON") or sys.executable,
-        build_index_url=env.get("WHEELWRIGHT_BUILD_INDEX_URL") or None,
-        build_timeout=int(env.get("WHEELWRIGHT_BUILD_TIMEOUT", "10800")),
-        build_retries=int(env.get("WHEELWRIGHT_BUILD_RETRIES", "1")),
-        build_memory_mb=int(env.get("WHEELWRIGHT_BUILD_MEMORY", "0")),
-        max_upload=int(env.get("WHEELWRIGHT_MAX_UPLOAD", str(256 * 1024 * 1024))),
-        build_dir=Path(env["WHEELWRIGHT_BUILD_DIR"]) if env.get("WHEELWRIGHT_BUILD_DIR")
-        else None,
-        build_log_limit=int(env.get("WHEELWRIGHT_BUILD_LOG_LIMIT", str(1024 * 1024))),
-        preinstalled_file=env.get("WHEELWRIGHT_PREINSTALLED") or None,
-        push_retries=int(env.get("WHEELWRIGHT_PUSH_RETRIES", "6")),
-        push_backoff=float(env.get("WHEELWRIGHT_PUSH_BACKOFF", "1.0")),
-        heartbeat_interval=int(env.get("WHEELWRIGHT_HEARTBEAT_INTERVAL", "30")),
-        abandon_grace=int(env.get("WHEELWRIGHT_ABANDON_GRACE", "60")),
-        maintenance_interval=int(env.get("WHEELWRIGHT_MAINTENANCE_INTERVAL", "60")),
-        health_interval=int(env.get("WHEELWRIGHT_HEALTH_INTERVAL", "30")),
-        arm_dir=Path(env["WHEELWRIGHT_ARM_DIR"]) if env.get("WHEELWRIGHT_ARM_DIR") else None,
-        arm_mirror=env.get("WHEELWRIGHT_ARM_MIRROR") or None,
-        public_url_value=env.get("WHEELWRIGHT_PUBLIC_URL") or None,
-        stats_bind=_split_bind(env.get("WHEELWRIGHT_STATS_WEB", "127.0.0.1:8001")),
-        worker_tokens_spec=env.get("WHEELWRIGHT_WORKER_TOKENS") or None,
-        worker_token_value=env.get("WHEELWRIGHT_WORKER_TOKEN") or None,
-    )
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read a worker's settings from `env` (default: the process environment)."""
+    return read(Settings, env)

@@ -1,13 +1,10 @@
-"""The catalogue: one SQLite database (WAL) that is the truth about what PyPI holds
-and what we have built.
+"""The catalogue's schema, its migrations, and opening it.
 
 PyPI facts are kept as max-registers of ordering keys rather than as flags: a
 project is alive when the newest event that shows it is newer than the newest
 removal, and so on down to files and yanks. Taking the maximum commutes, so the
 same events applied in any order leave the same catalogue (see ingest.events).
-
-ingest writes projects, aliases, versions and files; publish writes builds,
-wheels and dependencies; both read through the views defined here.
+Every write is in ingest.catalogue.writes; the live_* views are what readers use.
 """
 
 from __future__ import annotations
@@ -15,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+
+from ingest import migrations
 
 # Each entry upgrades the schema by one version; PRAGMA user_version says how many ran.
 MIGRATIONS: list[str] = [
@@ -138,6 +137,67 @@ MIGRATIONS: list[str] = [
         JOIN projects p ON p.name = f.project
         WHERE f.seen_key > MAX(f.removed_key, v.removed_key, p.deleted_key);
     """,
+    # Does the wheel run on a Pi Zero/1 (ARMv6)? 1 yes, 0 no, NULL unknown (recorded
+    # before the intake read ELF build attributes, or not ARM code): NULL is not yes.
+    """
+    ALTER TABLE wheels ADD COLUMN armv6 INTEGER CHECK (armv6 IN (0, 1));
+    """,
+    # A pushed wheel whose bytes differ from the file already served under its name
+    # (a rebuild that was not reproducible): the served file stays, and this says so.
+    """
+    CREATE TABLE differing_pushes (
+        filename      TEXT NOT NULL,
+        sha256        TEXT NOT NULL,     -- of the pushed bytes, which are not kept
+        size          INTEGER NOT NULL,
+        project       TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        abi           TEXT NOT NULL,     -- the ABI of the build that pushed them
+        worker        TEXT NOT NULL,
+        served_sha256 TEXT NOT NULL,     -- of the file served under the name then
+        pushed_at     TEXT NOT NULL,     -- the latest push of these bytes
+        PRIMARY KEY (filename, sha256)
+    ) WITHOUT ROWID;
+    """,
+    # An operator's decisions (python -m ingest admin). A per-ABI skip says whose it
+    # is: the scheduler forgets and rewrites its own, never an operator's; one with
+    # version '' holds for every release of the project. A project whose maintainer
+    # opted out is never built. A rebuild asked for is replaced by its next push
+    # rather than recorded as a differing one.
+    """
+    ALTER TABLE skips ADD COLUMN source TEXT NOT NULL DEFAULT 'scheduler'
+        CHECK (source IN ('scheduler', 'operator'));
+    ALTER TABLE projects ADD COLUMN opted_out_at TEXT;
+    CREATE TABLE rebuilds (
+        project      TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        abi          TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        PRIMARY KEY (project, version, abi)
+    ) WITHOUT ROWID;
+    """,
+    # An abi3 or pure wheel's file name built by another ABI than the one `wheels`
+    # records (the name's first builder): one row per (name, ABI). Equal bytes share
+    # the file in www/simple/; other bytes (another glibc, other libraries) are kept
+    # per release in www/<codename>/simple/<project>/<filename> and listed only by
+    # that release's index (publish.simple). Not a differing push: that is the SAME
+    # ABI pushing other bytes, which are not kept.
+    """
+    CREATE TABLE wheel_copies (
+        filename        TEXT NOT NULL,
+        builder_abi     TEXT NOT NULL,
+        project         TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        requires_python TEXT,
+        metadata_sha256 TEXT,
+        uploaded_at     TEXT NOT NULL,
+        armv6           INTEGER CHECK (armv6 IN (0, 1)),
+        apt             TEXT NOT NULL DEFAULT '',  -- still to install, space-separated
+        PRIMARY KEY (filename, builder_abi)
+    ) WITHOUT ROWID;
+    CREATE INDEX wheel_copies_project ON wheel_copies (project);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -145,35 +205,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(conn: sqlite3.Connection, progress: Callable[[str], None] = lambda _: None) -> None:
     """Bring the schema up to SCHEMA_VERSION, one migration per transaction."""
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"catalogue schema {current} is newer than this code ({SCHEMA_VERSION})"
-        )
-    for number in range(current, SCHEMA_VERSION):
-        progress(f"migrating catalogue to schema {number + 1}")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(MIGRATIONS[number]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (sqlite3.complete_statement knows the grammar)."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        statements.append(buffer.strip())
-    return statements
+    migrations.migrate(conn, MIGRATIONS, "catalogue", progress)
 
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -194,15 +226,3 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
         migrate(conn)
     return conn
 
-
-def get_state(conn: sqlite3.Connection, name: str, default: str | None = None) -> str | None:
-    row = conn.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
-    return row[0] if row else default
-
-
-def set_state(conn: sqlite3.Connection, name: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO state (name, value) VALUES (?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        (name, value),
-    )

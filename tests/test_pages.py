@@ -1,0 +1,124 @@
+"""The pages people read come from Jinja2 templates with autoescape on: whatever a
+stranger wrote reaches the HTML as text, never as markup, whichever field it is in."""
+
+from __future__ import annotations
+
+import html
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from publish import pages
+from publish.releases import Build, Project, Release, Wheel
+
+HOSTILE = '<script>alert("x")</script> & "quoted"'
+
+SITE = pages.Site(abis=("cp311", "cp39"), public_url="http://pi.example/",
+                  pypi_url="http://upstream.example")
+
+# Every tag and attribute the templates write. Anything else in a page came from data.
+TAGS = {"html", "head", "meta", "title", "link", "body", "header", "a", "h1", "h2", "p",
+        "pre", "code", "table", "tr", "th", "td", "span", "form", "label", "input",
+        "button", "datalist", "noscript", "script"}
+ATTRIBUTES = {"lang", "charset", "name", "content", "rel", "href", "class", "title",
+              "action", "method", "id", "hidden", "type", "list", "autocomplete"}
+
+
+class Tags(HTMLParser):
+    """The tags and attribute names of a page, as a browser's tokenizer sees them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: set[str] = set()
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.update(name for name, _ in attrs)
+        self.scripts += tag == "script"
+
+
+def parsed(page: str) -> Tags:
+    tags = Tags()
+    tags.feed(page)
+    tags.close()
+    return tags
+
+
+def hostile_project() -> Project:
+    """A project with the hostile text in every field a page shows."""
+    wheel = Wheel(
+        filename=f"{HOSTILE}-1.0-cp311-cp311-linux_armv7l.whl", version=HOSTILE,
+        builder_abi="cp311", python_tag="cp311", abi_tag="cp311",
+        platform_tag="linux_armv7l", size=2048, sha256="ab" * 32, requires_python=None,
+        metadata_sha256=None, uploaded_at="2024-01-02T00:00:00Z",
+        apt=[f"apt {HOSTILE}"], apt_preinstalled=[f"pre {HOSTILE}"],
+        pip=[f"pip {HOSTILE}"], unresolved_sonames=[f"so {HOSTILE}"])
+    built = Release(version=HOSTILE, released="2024-01-01T00:00:00Z", requires_python=None,
+                    yank_reason=f"yanked {HOSTILE}", skip_reason=None, yanked=True,
+                    has_source=True, wheels=[wheel],
+                    builds={"cp311": Build(HOSTILE, "cp311", "success", 1.0,
+                                           "2024-01-02T00:00:00Z", f"logs/{HOSTILE}.txt.gz")})
+    skipped = Release(version="0.9", released=None, requires_python=None, yank_reason=None,
+                      skip_reason=f"skipped {HOSTILE}", yanked=False)
+    return Project(name=f"name {HOSTILE}", display_name=f"display {HOSTILE}",
+                   summary=f"summary {HOSTILE}", skip_reason=None,
+                   releases=[built, skipped])
+
+
+def test_the_environment_escapes_every_template():
+    assert pages.ENV.autoescape is True
+    for name in pages.ENV.list_templates():
+        source = (Path(pages.__file__).parent / "templates" / name).read_text()
+        # Ways a template edit could let a field through unescaped.
+        for bypass in ("|safe", "| safe", "autoescape false", "Markup"):
+            assert bypass not in source, (name, bypass)
+    for template in (pages.BASE, pages.PROJECT_PAGE, pages.HOME_PAGE):
+        assert template.environment is pages.ENV
+    rendered = pages.ENV.from_string("{{ x }}").render(x=HOSTILE)
+    assert rendered == "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quoted&#34;"
+
+
+def test_project_page_escapes_every_field():
+    page = pages.project_page(SITE, hostile_project())
+    assert "<script" not in page
+    tags = parsed(page)
+    assert set(tags.tags) <= TAGS and tags.scripts == 0
+    assert tags.attributes <= ATTRIBUTES
+    # Each field is there, escaped as html.escape writes it (the published bytes).
+    for text in (f"display {HOSTILE}", f"summary {HOSTILE}", HOSTILE, f"yanked {HOSTILE}",
+                 f"skipped {HOSTILE}", f"apt {HOSTILE}", f"pre {HOSTILE}", f"pip {HOSTILE}",
+                 f"so {HOSTILE}", f"{HOSTILE}-1.0-cp311-cp311-linux_armv7l.whl"):
+        assert html.escape(text) in page, text
+    assert "&#34;" not in page and "&#39;" not in page
+    # URLs are quoted, not only escaped: no space, quote or angle bracket in an href.
+    assert 'href="../../logs/%3Cscript%3Ealert%28%22x%22%29%3C/script%3E%20%26%20' in page
+    assert "simple/name &lt;script&gt;" in page  # a name never valid, still inert
+
+
+def test_home_page_escapes_recent_builds():
+    recent = [pages.RecentBuild(project="ok", display_name=f"display {HOSTILE}",
+                                version=HOSTILE, abi=f"abi {HOSTILE}", status="failed",
+                                built_at="2024-01-02T00:00:00Z")]
+    totals = pages.Totals(projects=1234, releases_built=1, wheels=2, wheel_bytes=4096,
+                          builds_succeeded=0, builds_failed=1)
+    page = pages.home_page(SITE, totals, recent)
+    tags = parsed(page)
+    assert set(tags.tags) <= TAGS and tags.attributes <= ATTRIBUTES
+    assert tags.scripts == 1 and "<script>alert" not in page  # only the search script
+    for text in (f"display {HOSTILE}", HOSTILE, f"abi {HOSTILE}"):
+        assert html.escape(text) in page, text
+    assert "<tr><td>1,234</td><td>projects</td></tr>" in page
+    assert "wheels (4.0 KiB)" in page
+
+
+@pytest.mark.parametrize("text", ["&#34;", "&#39;", "a &#34;b&#34; c"])
+def test_text_that_looks_like_an_entity_stays_text(text):
+    """The pages turn MarkupSafe's &#34; and &#39; into &quot; and &#x27;: text a
+    stranger wrote in that form must still come out as the same text."""
+    project = Project(name="x", display_name=text, summary=text, skip_reason=None)
+    page = pages.project_page(SITE, project)
+    assert f'<p class="summary">{html.escape(text)}</p>' in page
+    assert html.unescape(html.escape(text)) == text
