@@ -277,7 +277,8 @@ def fault_campaign(tmp_path: Path, backend_wheels, pure: int, compiled: int, kil
     assert process.returncode == 0, output[-4000:]
     # The supervisor never gave up on a process: each kill was followed by a restart.
     assert "times in a row: stopping" not in output
-    restarts = len(re.findall(r"starts again in|starting it again", output))
+    restarts = Counter(re.findall(r"\| (\w+) starts again in", output))
+    restarts["redis"] = output.count("starting it again")
     rows = catalogue_rows(system.config, "SELECT project, version, abi, status FROM builds "
                           "ORDER BY project")
     successes = job_lines(output, "Job OK")
@@ -287,7 +288,8 @@ def fault_campaign(tmp_path: Path, backend_wheels, pure: int, compiled: int, kil
                   if successes[job_id] > 1 or recorded[job_id] > 1}
     www = check_www(system)
     summary = {
-        "seed": seed, "kills": dict(sorted(campaign.done.items())), "restarts": restarts,
+        "seed": seed, "kills": dict(sorted(campaign.done.items())),
+        "restarts": dict(sorted(restarts.items())),
         "builds": count, "executions": sum(job_lines(output, f"{build_queue_name(system.abi)}:"
                                                      " build ").values()),
         "duplicates": len(duplicates), "orphans": len(www.orphans),
