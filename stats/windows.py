@@ -111,6 +111,11 @@ def refresh(db: sqlite_utils.Database, catalogue: Path | None, days: int = DAYS,
     with_catalogue = catalogue is not None and Path(catalogue).exists()
     if with_catalogue:
         _attach(conn, Path(catalogue))
+        # A catalogue the master has created but not yet migrated has no tables yet.
+        with_catalogue = conn.execute(
+            "SELECT 1 FROM catalogue.sqlite_master WHERE name = 'wheels'").fetchone() is not None
+        if not with_catalogue:
+            conn.execute("DETACH DATABASE catalogue")
     try:
         with transaction(conn):
             conn.execute("DELETE FROM window_downloads")

@@ -296,3 +296,15 @@ def test_30_day_sums_are_the_daily_rollups_of_the_window(tmp_path):
     refresher = windows.Refresher(None, every=3600)
     assert refresher.step(db) is not None and refresher.step(db) is None
     assert windows.refresh_if_stale(db, None) is None  # just refreshed
+
+
+def test_a_catalogue_not_yet_migrated_is_read_as_no_catalogue(tmp_path):
+    # `ingest up` starts the master and the stats follower together: the follower
+    # may find catalogue.db created but still empty.
+    from stats import windows
+
+    sqlite3.connect(tmp_path / "catalogue.db").close()
+    db = open_db(tmp_path / "stats.db")
+    summed = windows.refresh(db, tmp_path / "catalogue.db")
+    assert summed.with_catalogue is False
+    assert db.execute("PRAGMA database_list").fetchall()[-1][1] == "main"  # detached
