@@ -28,6 +28,7 @@ from worker.wire import (
     BadReport,
     BuildJob,
     BuildReport,
+    Machine,
     ReportedFile,
 )
 
@@ -45,7 +46,10 @@ def a_report() -> BuildReport:
                          apt_dependencies=["libc6", "zlib1g"], apt_preinstalled=["libc6"],
                          unresolved_sonames=["libgone.so.1"], armv6=False),
             ReportedFile(filename="ww_demo-1.0-py3-none-any.whl", size=0, sha256=SHA,
-                         armv6=True)])
+                         armv6=True)],
+        machine=Machine(name="pi-1-armhf", profile=2,
+                        os_release="Debian GNU/Linux 12 (bookworm)",
+                        toolchain="gcc (Debian 12.2.0-14) 12.2.0"))
 
 
 # -- a report round-trips -----------------------------------------------------------
@@ -59,7 +63,8 @@ def test_report_round_trips():
     # The keys and their order are the wire format workers already send.
     data = json.loads(text)
     assert list(data) == ["project", "version", "abi", "status", "duration", "worker",
-                          "job_id", "files"]
+                          "job_id", "files", "machine"]
+    assert list(data["machine"]) == ["name", "profile", "os_release", "toolchain"]
     assert list(data["files"][0]) == ["filename", "size", "sha256", "requires_python",
                                       "apt_dependencies", "apt_preinstalled",
                                       "unresolved_sonames", "armv6"]
@@ -67,6 +72,11 @@ def test_report_round_trips():
     null = json.loads(text)
     null["files"][0]["armv6"] = None  # an ELF file for another machine: not an ARM wheel
     assert BuildReport.from_json(json.dumps(null)).files[0].armv6 is None
+
+
+def test_a_report_from_a_worker_older_than_machine_is_read():
+    older = _without(json.loads(a_report().to_json()), "machine")
+    assert BuildReport.from_json(json.dumps(older)).machine is None
 
 
 def test_the_worker_report_is_one_the_intake_reads(tmp_path):
@@ -156,6 +166,17 @@ MALFORMED = {
                                 "files[0].unresolved_sonames"),
     "armv6 a string": (_file_changed(armv6="yes"), "files[0].armv6"),
     "armv6 a number": (_file_changed(armv6=1), "files[0].armv6"),
+    "machine a string": ({**GOOD, "machine": "pi-1"}, "machine"),
+    "extra in machine": ({**GOOD, "machine": {**GOOD["machine"], "ip": "10.0.0.1"}},
+                         "machine.ip"),
+    "missing machine profile": ({**GOOD, "machine": _without(GOOD["machine"], "profile")},
+                                "machine.profile"),
+    "machine profile a string": ({**GOOD, "machine": {**GOOD["machine"], "profile": "2"}},
+                                 "machine.profile"),
+    "machine profile negative": ({**GOOD, "machine": {**GOOD["machine"], "profile": -1}},
+                                 "machine.profile"),
+    "machine name too long": ({**GOOD, "machine": {**GOOD["machine"], "name": "x" * 1001}},
+                              "machine.name"),
 }
 
 

@@ -131,8 +131,31 @@ class ReportedFile:
 
 
 @dataclass
+class Machine:
+    """The builder that made a build, as the worker describes itself: which worker
+    (a chroot worker's name differs from its host's), which builder profile
+    (worker.profile) it had installed, its OS release and its C compiler."""
+
+    name: str
+    profile: int  # the builder profile's version; 0: none installed
+    os_release: str  # /etc/os-release's PRETTY_NAME
+    toolchain: str  # the first line of `gcc --version`; "" without gcc
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> Machine:
+        data = _object(data, cls, where)
+        profile = _integer(data["profile"], f"{where}.profile")
+        if profile < 0:
+            raise BadReport(f"{where}.profile: {profile} is negative")
+        return cls(name=_text(data["name"], f"{where}.name"), profile=profile,
+                   os_release=_text(data["os_release"], f"{where}.os_release"),
+                   toolchain=_text(data["toolchain"], f"{where}.toolchain"))
+
+
+@dataclass
 class BuildReport:
-    """What a worker tells the intake about one build job."""
+    """What a worker tells the intake about one build job. `machine` is absent from
+    reports of workers older than it, and then None."""
 
     project: str
     version: str
@@ -142,6 +165,7 @@ class BuildReport:
     worker: str  # as the worker tells it; see the module's docstring
     job_id: str  # the rq job it answers: the intake takes a push only for a running job
     files: list[ReportedFile] = field(default_factory=list)
+    machine: Machine | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -158,7 +182,7 @@ class BuildReport:
 
     @classmethod
     def from_dict(cls, data: object) -> BuildReport:
-        data = _object(data, cls, "")
+        data = _object(data, cls, "", optional=("machine",))
         try:
             project = check_project(_text(data["project"], "project"))
             version = check_version(_text(data["version"], "version"))
@@ -186,12 +210,16 @@ class BuildReport:
             raise BadReport("files: a failed build has no wheels")
         if len({f.filename for f in files}) != len(files):
             raise BadReport("files: a file is listed twice")
+        machine = data.get("machine")
         return cls(project=project, version=version, abi=abi, status=status,
-                   duration=float(duration), worker=worker, job_id=job_id, files=files)
+                   duration=float(duration), worker=worker, job_id=job_id, files=files,
+                   machine=None if machine is None else Machine.from_dict(machine, "machine"))
 
 
-def _object(data: object, cls: type, where: str) -> dict[str, Any]:
-    """`data` if it is a JSON object with exactly the fields of `cls`."""
+def _object(data: object, cls: type, where: str,
+            optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`data` if it is a JSON object with exactly the fields of `cls`, of which those
+    named `optional` may be missing."""
     what = where or "report"
     if not isinstance(data, dict):
         raise BadReport(f"{what}: not an object but {_kind(data)}")
@@ -201,7 +229,7 @@ def _object(data: object, cls: type, where: str) -> dict[str, Any]:
         if key not in names:
             raise BadReport(f"{prefix}{key}: not a field of a {cls.__name__}")
     for name in names:
-        if name not in data:
+        if name not in data and name not in optional:
             raise BadReport(f"{prefix}{name}: missing")
     return data
 
