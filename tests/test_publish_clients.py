@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +23,8 @@ from publish import index
 from publish.intake import Intake
 from publish.server import start_in_thread
 from tests.publishing import apply_events, started_job, wheel_bytes
-from tests.servers import serve
+from tests.servers import nginx_binary, serve, start_nginx
 
-NGINX_CONF = Path(__file__).resolve().parent.parent / "publish" / "nginx.conf"
 PROJECT = "ww-demo"
 RELEASES = {  # version: Requires-Python
     "1.0": ">=3.7",
@@ -97,59 +95,25 @@ class Served:
         return []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _nginx() -> str | None:
+def _nginx_or_skip() -> None:
     """nginx, installed from Debian's packages when we may (root, apt-get, and
-    WHEELWRIGHT_NO_APT unset)."""
-    if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
-        return shutil.which("nginx") or "/usr/sbin/nginx"
-    if os.geteuid() != 0 or not shutil.which("apt-get") or os.environ.get("WHEELWRIGHT_NO_APT"):
-        return None
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "nginx"], env=env, capture_output=True,
-                   timeout=600)
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                     else None)
-
-
-def start_nginx(www: Path, data: Path) -> Served:
-    nginx = _nginx()
-    if nginx is None:
+    WHEELWRIGHT_NO_APT unset); the test is skipped when neither."""
+    if nginx_binary():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get") and not os.environ.get("WHEELWRIGHT_NO_APT"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "nginx"], env=env, capture_output=True,
+                       timeout=600)
+    if not nginx_binary():
         pytest.skip("nginx is not installed and cannot be installed here")
-    (data / "logs").mkdir(parents=True, exist_ok=True)
+
+
+def serve_with_nginx(www: Path, data: Path) -> Served:
+    _nginx_or_skip()
     (data / "www").symlink_to(www)
-    port = _free_port()
-    conf = NGINX_CONF.read_text().replace("/srv/wheelwright/var", str(data))
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    if os.geteuid() == 0:
-        conf = conf.replace("user www-data;", "user root;")  # test files are private
-    else:
-        conf = conf.replace("user www-data;", "")
-    (data / "nginx.conf").write_text(conf)
-    process = subprocess.Popen([nginx, "-c", str(data / "nginx.conf"), "-g", "daemon off;"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"nginx did not start: {process.stdout.read()!r}") from None
-            time.sleep(0.05)
-
-    def stop():
-        process.terminate()
-        process.wait(20)
-
-    return Served(f"http://127.0.0.1:{port}/", data / "logs" / "access.log", stop)
+    nginx = start_nginx(data)
+    return Served(nginx.url, data / "logs" / "access.log", nginx.stop)
 
 
 @pytest.fixture(scope="module", params=["publish-serve",
@@ -157,7 +121,7 @@ def start_nginx(www: Path, data: Path) -> Served:
 def served(request, www, tmp_path_factory):
     data = tmp_path_factory.mktemp(request.param)
     if request.param == "nginx":
-        server = start_nginx(www, data)
+        server = serve_with_nginx(www, data)
     else:
         web = start_in_thread(www, data / "logs" / "access.log")
         server = Served(web.url, data / "logs" / "access.log", web.stop)
