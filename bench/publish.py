@@ -80,8 +80,10 @@ def generate(conn, projects: int) -> None:
                      "VALUES (?, ?, ?, ?, ?)", rows["files"])
     conn.executemany("INSERT INTO builds (project, version, abi, status, worker, duration, "
                      "built_at, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows["builds"])
-    conn.executemany("INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     rows["wheels"])
+    conn.executemany("INSERT INTO wheels (filename, project, version, builder_abi, "
+                     "python_tag, abi_tag, platform_tag, size, sha256, requires_python, "
+                     "metadata_sha256, uploaded_at, armv6) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["wheels"])
     conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?, ?)", rows["dependencies"])
     conn.execute("COMMIT")
 

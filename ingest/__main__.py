@@ -17,6 +17,7 @@ from ingest.dump import dumps
 from ingest.errors import claim_port, master_errors
 from ingest.follower import Follower, FollowStats
 from ingest.metadata import MetadataFetcher
+from ingest.profile_rebuilds import profile_version
 from ingest.sources import FileSource, Source, XmlRpcSource
 from worker.errors import masked_url
 from worker.queues import connect
@@ -50,6 +51,7 @@ def follower(config: settings.Settings, source: Source, pypi_url: str | None) ->
         margin=config.pypi_margin,
         metadata=MetadataFetcher(pypi_url) if pypi_url else None, progress=_progress(),
         demand=partial(searched_projects, config.stats_path, config.demand_clients),
+        profile=partial(profile_version, config.builder_profile),
     )
 
 

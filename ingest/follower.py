@@ -28,6 +28,7 @@ from ingest.catalogue import (
 from ingest.coverage import shadowed_projects
 from ingest.events import Batch, Event, apply_batch, batch_of
 from ingest.metadata import MetadataFetcher
+from ingest.profile_rebuilds import queue_profile_rebuilds
 from ingest.reading import collector_paused
 from ingest.scheduler import (
     ScheduleResult,
@@ -89,6 +90,9 @@ class Follower:
     backoff: Backoff = field(default_factory=Backoff)
     progress: Callable[[FollowStats], None] = lambda _: None
     demand: Callable[[], list[str]] = list  # projects searched for, most wanted first
+    # The builder profile's version now (worker.profile), None when unknown: builds
+    # without their compiled code made with an older one are asked for again.
+    profile: Callable[[], int | None] = lambda: None
     stats: FollowStats = field(default_factory=FollowStats)
     _last_missing_check: float = 0.0
     _last_backlog: float = 0.0
@@ -151,6 +155,7 @@ class Follower:
         # Jobs of builds cut short (a stop, a dead worker) are rq's to queue again
         # (worker.runner, rq's abandoned-job sweep): top_up never adds a job for a
         # release whose job exists, so each such build runs exactly once more.
+        self._rebuild_for_profile()
         for abi in self._active_abis():
             if self._demanded:
                 self._top_up(abi, demanded=self._demanded)
@@ -158,6 +163,17 @@ class Follower:
             if result.queued:
                 log.info("queued %d builds for %s (%d waiting)", result.queued, abi,
                          result.depth)
+
+    def _rebuild_for_profile(self) -> None:
+        """Queue again the wheels built without compiled code by an older builder
+        profile (ingest.profile_rebuilds); a cheap query when there are none."""
+        if (profile := self.profile()) is None:
+            return
+        asked = queue_profile_rebuilds(self.conn, self.redis, profile, self._active_abis(),
+                                       self.job_timeout, self.retries)
+        if asked:
+            log.info("asked again for %d builds made without compiled code by a builder "
+                     "profile older than %d", len(asked), profile)
 
     def _top_up(self, abi: str, **front: set[str] | list[str]) -> ScheduleResult:
         result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import profile
 from worker import settings as worker_settings
 from worker.settings import local_worker_token, optional, read, setting
 
@@ -41,6 +42,10 @@ def _abis_or_host(text: str) -> tuple[str, ...]:
 
 def _events(text: str) -> Path:
     return Path(text) if text else SAMPLE_EVENTS
+
+
+def _builder_profile(text: str) -> Path:
+    return Path(text) if text else profile.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,23 @@ class Settings(worker_settings.Settings):
         "WHEELWRIGHT_STATS_WEB", "127.0.0.1:8001", "where `stats serve` (Datasette over "
         "stats.db) listens", split_bind,
         show=join_bind)
+    downloads_refresh: float = setting(
+        "WHEELWRIGHT_DOWNLOADS_REFRESH", "86400", "seconds between the publish worker's "
+        "readings of downloads from stats.db; each rewrites the pages of the projects "
+        "whose downloads changed (0: never)", float)
+    builder_profile: Path = setting(
+        "WHEELWRIGHT_BUILDER_PROFILE", "", "the builder profile (worker.profile) whose "
+        "version the follower compares with each build's: a wheel built without compiled "
+        "code under an older one is built again, once per version", _builder_profile,
+        shown_default="worker/builder-profile.txt")
     stats_raw_days: int = setting(
         "WHEELWRIGHT_STATS_RAW_DAYS", "90", "days of raw request rows stats.db keeps "
         "(UTC days, today included); the daily rollups every chart reads are kept for "
         "ever; 0 keeps the raw rows too", int)
+    contents_days: float = setting(
+        "WHEELWRIGHT_CONTENTS_DAYS", "30", "days before the cached Debian Contents index "
+        "(DATA/contents/, which names the package of a failed build's missing file) is "
+        "downloaded again from WHEELWRIGHT_ARM_MIRROR", float)
 
     @property
     def catalogue_path(self) -> Path:

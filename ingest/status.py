@@ -58,6 +58,7 @@ class WorkerHealth:
     memory_total: int
     disk_free: int
     builds_done: int
+    profile: int = 0  # the builder profile version it has installed (worker.profile)
     problems: list[str] = field(default_factory=list)
 
 
@@ -198,7 +199,7 @@ def _health(report: dict, config: settings.Settings, now: float) -> WorkerHealth
         age=max(0.0, now - taken), cpu_temperature=report.get("cpu_temperature"),
         load1=report.get("load1", 0.0), memory_available=report.get("memory_available", 0),
         memory_total=report.get("memory_total", 0), disk_free=report.get("disk_free", 0),
-        builds_done=report.get("builds_done", 0))
+        builds_done=report.get("builds_done", 0), profile=report.get("profile", 0))
     if health.age > LATE_REPORT:
         health.problems.append(f"report {duration(health.age)} old")
     if health.cpu_temperature is not None and health.cpu_temperature >= HOT:
@@ -280,7 +281,8 @@ def render(status: Status) -> list[str]:
             line += (f"; load {health.load1:.2f}{temperature}, "
                      f"{megabytes(health.memory_available)} memory and "
                      f"{megabytes(health.disk_free)} disk free, "
-                     f"{health.builds_done:,} builds since start")
+                     f"{health.builds_done:,} builds since start, "
+                     f"builder profile {health.profile or 'none'}")
             line += f"; {'; '.join(health.problems)}" if health.problems else "; healthy"
         elif not worker.healthy:
             line += "; no health report"

@@ -68,6 +68,27 @@ def cmd_write(args, config: settings.Settings) -> None:
     print(f"wrote {count} projects into {config.www_dir}")
 
 
+def cmd_contents(args, config: settings.Settings) -> None:
+    from publish.contents import cached, default_mirror
+    from publish.releases import release_indexes
+
+    codenames = args.codename or [r.codename for r in release_indexes(config.abis)]
+    if not codenames:
+        raise SystemExit("publish contents: no Raspberry Pi OS release among the ABIs we "
+                         f"build ({', '.join(config.abis)}); name one with --codename")
+    mirror = default_mirror(config.arm_mirror)
+    for codename in codenames:
+        # The intake only reads this cache: a push never waits on a mirror.
+        contents = cached(config.data_dir, codename, args.arch, mirror,
+                          0 if args.refresh else config.contents_days)
+        if contents is None:
+            raise SystemExit(f"publish contents: no {codename}/{args.arch} index cached and "
+                             "none could be fetched: set WHEELWRIGHT_ARM_MIRROR to a Debian "
+                             "mirror")
+        print(f"{contents.path}: {contents.meta().get('entries', '?')} entries")
+        contents.close()
+
+
 def cmd_screenshot(args, config: settings.Settings) -> None:
     from publish.screenshot import screenshot_site
 
@@ -100,6 +121,19 @@ def main(argv: list[str] | None = None) -> None:
                        "leaving unchanged files alone and removing what belongs to "
                        "deleted projects and releases.")
     p.set_defaults(func=cmd_write)
+    p = sub.add_parser("contents", help="cache Debian's Contents index for failure reasons",
+                       description="Download Debian's Contents index of a release and "
+                       "architecture from WHEELWRIGHT_ARM_MIRROR (or this host's Debian "
+                       "mirror) into DATA/contents/, unless the cached one is younger than "
+                       "WHEELWRIGHT_CONTENTS_DAYS: the intake reads it to name the package "
+                       "a failed build's missing header, tool or library is in.")
+    p.add_argument("--codename", action="append",
+                   help="Debian release, e.g. bookworm (repeatable; default: the releases "
+                   "of the ABIs we build)")
+    p.add_argument("--arch", default="armhf", help="Debian architecture (default armhf)")
+    p.add_argument("--refresh", action="store_true", help="download even if the cache is "
+                   "fresh")
+    p.set_defaults(func=cmd_contents)
     p = sub.add_parser("screenshot", help="take screenshots of the pages with Chromium",
                        description="Serve www/ on a free loopback port and take headless "
                        "Chromium screenshots of the home page and of one project page.")

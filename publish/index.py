@@ -1,9 +1,10 @@
 """Writing www/ from the catalogue: the simple index for pip, pages for people.
 
 Publishing one project touches only that project's files and, when the project
-appears or disappears, the root index. The home page, packages.json and the
-stylesheet are written by a full rebuild and, at most once a minute, by the
-publish worker (see publish.jobs)."""
+appears or disappears, the root index. The home page, the index's feed,
+packages.json and the stylesheet are written by a full rebuild and, within seconds
+of a publish, by the publish worker (see publish.jobs), which also rewrites, once a
+day, the pages of projects whose downloads changed (publish.downloads)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ import logging
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.catalogue import delete_dead_project_rows, delete_orphan_rows
 from ingest.settings import Settings
-from publish import pages, simple
+from publish import downloads as shown_downloads
+from publish import feeds, pages, simple
 from publish.files import inside, inside_str, link_atomic, remove, write_atomic, write_directory
 from publish.releases import (
     CODENAMES,
@@ -40,9 +42,14 @@ TOP_FILES = {"index.html", "index.json"}
 RELEASE_TOPS = tuple(f"{codename}/simple" for codename in CODENAMES)
 
 
+# The publisher's record of the downloads its pages show, beside the catalogue.
+DOWNLOADS_RECORD = "publish-downloads.db"
+
+
 def site_of(config: Settings) -> pages.Site:
     return pages.Site(abis=config.abis, public_url=config.public_url,
-                      pypi_url=config.pypi_url)
+                      pypi_url=config.pypi_url,
+                      downloads_path=config.data_dir / DOWNLOADS_RECORD)
 
 
 @dataclass
@@ -85,14 +92,19 @@ def publish_project(conn: sqlite3.Connection, www: Path, site: pages.Site, name:
 
 def write_project(www: Path, site: pages.Site, project: Project,
                   present: Callable[[str, str], bool] | None = None,
-                  in_release: dict[str, list[str]] | None = None) -> int:
+                  in_release: dict[str, list[str]] | None = None,
+                  downloads: Mapping[str, shown_downloads.Shown] | None = None) -> int:
     """Write the project's simple pages (its own, and each release index's that
     lists a wheel of it), aliases and people's pages; the number of files that
     changed. A project without directories yet (every project of a rebuild into an
     empty www/) gets each directory whole, with no file compared. present(top, name)
     tells whether www/top/name exists (default: ask the file system); a rebuild
     answers from one listing of each top directory. The project's name is added
-    to in_release[codename] for each release index that lists it."""
+    to in_release[codename] for each release index that lists it. `downloads`: the
+    record's figures, if the caller has read them (a rebuild reads them once).
+
+    Beside the page and its JSON: the project's feeds (failures.xml only while it has
+    a failed build) and its badge."""
     listed = simple.expand_aliases(simple.listing(project))
     index_files = {"index.html": simple.project_html(project, listed).encode(),
                    "index.json": simple.project_json(project, listed).encode()}
@@ -105,8 +117,17 @@ def write_project(www: Path, site: pages.Site, project: Project,
                 in_release[release.codename].append(project.name)
         else:
             unlisted.append(release)
-    page_files = {"index.html": pages.project_page(site, project, releases).encode(),
-                  "json/index.json": pages.project_json(site, project).encode()}
+    if downloads is None:
+        downloads = shown_downloads.shown(site.downloads_path, [project.name])
+    shown = downloads.get(project.name)
+    page_files = {
+        "index.html": pages.project_page(site, project, releases, shown).encode(),
+        "json/index.json": pages.project_json(site, project, shown).encode(),
+        "feed.xml": pages.feed_xml(feeds.project_feed(site.public_url, project)).encode(),
+        "badge.svg": pages.badge_svg(project).encode(),
+    }
+    if failures := feeds.failures_feed(site.public_url, project):
+        page_files["failures.xml"] = pages.feed_xml(failures).encode()
     written = 0
     for top, files in (("simple", index_files), ("project", page_files)):
         directory = inside_str(www, top, project.name)
@@ -119,6 +140,10 @@ def write_project(www: Path, site: pages.Site, project: Project,
             written += _drop_release_pages(directory, unlisted)
         for name, data in files.items():
             written += write_atomic(os.path.join(directory, name), data)
+        if top == "project" and failures is None:
+            # Its failed builds are gone (built again, or deleted): after the page
+            # that linked to the feed.
+            written += remove(Path(directory, "failures.xml"))
     if any(w.copies for w in project.wheels()):
         for release in site.releases:
             written += _link_copy_aliases(www, project, release)
@@ -295,7 +320,9 @@ def write_root(conn: sqlite3.Connection, www: Path, names: list[str] | None = No
 
 
 def write_home(conn: sqlite3.Connection, www: Path, site: pages.Site) -> int:
-    """The home page with its totals, packages.json for search, and the stylesheet."""
+    """The home page with its totals, the index's feed of new builds, packages.json
+    for search (with the downloads of the record, most downloaded first), and the
+    stylesheet."""
     one = lambda sql: conn.execute(sql).fetchone()  # noqa: E731
     wheels, wheel_bytes = one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM wheels")
     statuses = dict(conn.execute("SELECT status, COUNT(*) FROM builds GROUP BY status"))
@@ -311,13 +338,24 @@ def write_home(conn: sqlite3.Connection, www: Path, site: pages.Site) -> int:
         "FROM builds b JOIN live_projects p ON p.name = b.project "
         "ORDER BY b.built_at DESC, b.project, b.version, b.abi LIMIT 20")
         if is_valid_name(row[0])]
-    search_rows = [(name, summary, None) for name, summary in conn.execute(
-        "SELECT name, summary FROM live_projects ORDER BY name") if is_valid_name(name)]
+    shown = shown_downloads.shown(site.downloads_path)
+    search_rows = [pages.SearchRow(name, summary, None, shown.get(name))
+                   for name, summary in conn.execute(
+                       "SELECT name, summary FROM live_projects ORDER BY name")
+                   if is_valid_name(name)]
+    built = [feeds.FeedBuild(*row) for row in conn.execute(
+        "SELECT b.project, p.display_name, b.version, b.abi, b.status, b.built_at, "
+        "b.log_path FROM builds b JOIN live_projects p ON p.name = b.project "
+        "WHERE b.status = 'success' "
+        "ORDER BY b.built_at DESC, b.project, b.version, b.abi LIMIT ?",
+        (feeds.INDEX_ENTRIES,)) if is_valid_name(row[0])]
     totals.projects = len(search_rows)  # names PyPI could hold; the rest are never shown
     written = write_atomic(inside(www, "index.html"),
                            pages.home_page(site, totals, recent).encode())
     written += write_atomic(inside(www, "packages.json"),
                             pages.packages_json(search_rows).encode())
+    written += write_atomic(inside(www, "feed.xml"), pages.feed_xml(
+        feeds.index_feed(site.public_url, built)).encode())
     written += write_atomic(inside(www, "style.css"), pages.STYLE.encode())
     return written
 
@@ -401,11 +439,12 @@ def _publish_range(conn: sqlite3.Connection, www: Path, site: pages.Site, first:
     listed = {top: _entries(www / top) for top in ("simple", "project")}
     present = lambda top, name: name in listed[top]  # noqa: E731
     in_release: dict[str, list[str]] = {r.codename: [] for r in site.releases}
+    shown = shown_downloads.shown(site.downloads_path)  # once, not once a project
     for project in load_all(conn, first, last):
         if not is_valid_name(project.name):
             continue
         remove_orphans(conn, www, project)
-        write_project(www, site, project, present, in_release)
+        write_project(www, site, project, present, in_release, shown)
     return in_release
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+import zipfile
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,12 @@ from rq.registry import StartedJobRegistry
 from ingest import catalogue
 from ingest.scheduler import request_publish
 from ingest.settings import Settings
+from publish.contents import Contents, cache_path
+from publish.failures import Failure, classify
 from publish.files import inside, write_atomic
 from publish.releases import RELEASE_INDEXES, built_name
 from worker.build import sha256_of
-from worker.elf import armv6_of_wheel
+from worker.elf import ELF_MAGIC, armv6_of_wheel
 from worker.errors import LowDisk, free_space
 from worker.queues import (
     BUILD_FUNCTION,
@@ -258,6 +261,12 @@ class Intake:
             wheels.append(wheel)
             placed.append(upload)
         report = self._with_own_verdicts(report, [*placed, *(c.upload for c in copies)])
+        compiled = {upload.filename: self._compiled(upload, wheel)
+                    for upload, wheel in zip(placed, wheels, strict=True)}
+        if log_text is None:
+            part = bottle.request.files.get("log")
+            log_text = part.file.read(MAX_LOG) if part is not None else b""
+        failure = self._failure(report, log_text)
         log_path = self._store_log(report, log_text)
         for upload, wheel in zip(placed, wheels, strict=True):
             target = inside(self.www, "simple", report.project, upload.filename)
@@ -267,7 +276,8 @@ class Intake:
             os.replace(upload.tmp, target)
         kept = self._place_copies(report, copies)
         with _catalogue(self.config) as conn:
-            catalogue.record_build(conn, report, wheels, log_path, kept)
+            catalogue.record_build(conn, report, wheels, log_path, kept, failure=failure,
+                                   compiled=compiled)
             if rebuild:
                 catalogue.clear_rebuild(conn, report.project, report.version, report.abi)
             for push in differing:
@@ -408,13 +418,77 @@ class Intake:
             for upload in uploads:
                 upload.tmp.unlink(missing_ok=True)
 
-    def _store_log(self, report: BuildReport, text: bytes | None = None) -> str:
-        if text is None:
-            part = bottle.request.files.get("log")
-            text = part.file.read(MAX_LOG) if part is not None else b""
+    def _compiled(self, upload: Upload, wheel: WheelInfo) -> bool | None:
+        """Whether the wheel holds compiled code, read from the file as the armv6
+        verdict is (the worker is not asked): see compiled_code."""
+        try:
+            with zipfile.ZipFile(upload.tmp) as archive:
+                return compiled_code(wheel, archive)
+        except UNREADABLE as error:
+            raise Refused(422, f"{upload.filename}: {error}") from None
+
+    def _failure(self, report: BuildReport, log_text: bytes) -> Failure | None:
+        """Why a failed build failed, from its log; for a missing file, the Debian
+        package that has it, when the Contents index of the build's Debian release
+        is cached (publish.contents: built by `python -m publish contents`, never
+        fetched during a push, which must not wait on a mirror)."""
+        if report.status != "failed":
+            return None
+        contents = cached_contents(self.config.data_dir, report.abi)
+        try:
+            return classify(log_text.decode("utf-8", "replace"), contents)
+        except Exception:  # noqa: BLE001 - the reason is a note on the build, which
+            # must be recorded whatever a stranger's log does to the classifier
+            log.exception("could not classify the log of %s %s for %s", report.project,
+                          report.version, report.abi)
+            return None
+        finally:
+            if contents is not None:
+                contents.close()
+
+    def _store_log(self, report: BuildReport, text: bytes) -> str:
         relative = f"logs/{report.project}/{report.version}/{report.abi}.txt.gz"
         write_atomic(inside(self.www, relative), gzip.compress(text, mtime=0))
         return relative
+
+
+# The Debian architecture whose Contents index names the files a build missed: our
+# builders are armhf (a Pi, or its chroot); another architecture's index, if that is
+# all there is, still names the same headers and tools.
+CONTENTS_ARCH = "armhf"
+
+
+def cached_contents(data_dir: Path, abi: str) -> Contents | None:
+    """The cached Contents index of the Debian release that builds `abi` (see
+    publish.contents.cache_path), or None when none is cached or the ABI is no
+    release's: looked at, never downloaded."""
+    release = RELEASE_INDEXES.get(abi)
+    if release is None:
+        return None
+    preferred = cache_path(data_dir, release.codename, CONTENTS_ARCH)
+    others = sorted(preferred.parent.glob(f"{release.codename}-*.db"))
+    for path in [preferred, *others]:
+        try:
+            return Contents(path)
+        except (OSError, sqlite3.DatabaseError):
+            continue
+    return None
+
+
+def compiled_code(wheel: WheelInfo, archive: zipfile.ZipFile) -> bool | None:
+    """True when the wheel holds an ELF file; False when it holds none yet is tagged
+    for an ABI or platform (other than none and any): "built without compiled code",
+    what a package whose optional extension failed to build leaves behind (it falls
+    back to pure Python, and Pi users get the slow code); None for a pure wheel."""
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        with archive.open(info) as member:
+            if member.read(len(ELF_MAGIC)) == ELF_MAGIC:
+                return True
+    if wheel.abi_tag == "none" and wheel.platform_tag == "any":
+        return None
+    return False
 
 
 def _asks_for(job: AllowlistJob, report: BuildReport) -> bool:

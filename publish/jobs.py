@@ -6,13 +6,19 @@ each publish would cost more than the publish. So a publish only marks them stal
 in Redis, and the publish worker's HomeRefresher thread rewrites them once no
 publish has come for QUIET seconds (the trailing edge of a burst), or every LONGEST
 seconds while a long burst lasts: every publish shows there within a few seconds,
-and a burst of a thousand costs a few rewrites."""
+and a burst of a thousand costs a few rewrites.
+
+The same thread reads the downloads from stats.db every WHEELWRIGHT_DOWNLOADS_REFRESH
+seconds (a day by default) and rewrites the pages of the projects whose figures
+changed, and packages.json, which carries them all: static pages stay a day fresh at
+most without a full rebuild (publish.downloads)."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import threading
+import time
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -21,7 +27,10 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from ingest import catalogue, settings
+from publish import downloads as shown_downloads
 from publish import index
+from publish.releases import load_project
+from stats import downloads as stats_downloads
 from worker.queues import PUBLISH_FUNCTION, AllowlistJob
 
 log = logging.getLogger("publish")
@@ -32,6 +41,7 @@ HOME_KEY = "wheelwright:publish:home"
 QUIET = 1.0  # seconds without a publish before the home page is rewritten
 LONGEST = 3.0  # seconds a publish waits at most for the home page, however long the burst
 POLL = 0.2  # seconds between the refresher's looks at HOME_KEY
+DOWNLOADS_POLL = 60.0  # seconds between its looks at the downloads record's age
 
 
 class PublishJob(AllowlistJob):
@@ -113,9 +123,39 @@ def refresh_home_if_due(redis: Redis, config: settings.Settings, force: bool = F
     return True
 
 
+def refresh_downloads_if_due(config: settings.Settings, force: bool = False
+                             ) -> shown_downloads.Refresh | None:
+    """Read the downloads from stats.db if the record is older than the setting
+    allows (with force: now), and rewrite the pages of the projects whose figures
+    changed, then the home page and packages.json. The refresh, or None if not due."""
+    site = index.site_of(config)
+    record = site.downloads_path
+    assert record is not None  # site_of always names it
+    last = shown_downloads.last_refresh(record)
+    if not force and (config.downloads_refresh <= 0 or (
+            last is not None and time.time() - last < config.downloads_refresh)):
+        return None
+    today = stats_downloads.today_utc()
+    figures = stats_downloads.project_downloads(config.stats_path, today=today)
+    refreshed = shown_downloads.refresh(record, figures, today)
+    with closing(catalogue.connect(config.catalogue_path)) as conn:
+        for name in refreshed.changed:
+            # Only the project's pages: what else a publish does (the roots, the
+            # files of deleted releases) its own publish job does.
+            if (project := load_project(conn, name)) is not None:
+                index.write_project(config.www_dir, site, project)
+        shown_downloads.done(record, refreshed.changed)
+        if refreshed.changed:
+            index.write_home(conn, config.www_dir, site)
+    log.info("downloads read for %d projects; pages of %d rewritten", refreshed.read,
+             len(refreshed.changed))
+    return refreshed
+
+
 class HomeRefresher(threading.Thread):
-    """The publish worker's thread that runs refresh_home_if_due every POLL seconds
-    (rq's worker blocks on the queue; a job runs in a forked process)."""
+    """The publish worker's thread that runs refresh_home_if_due every POLL seconds,
+    and refresh_downloads_if_due every DOWNLOADS_POLL (rq's worker blocks on the
+    queue; a job runs in a forked process)."""
 
     def __init__(self, redis: Redis, config: settings.Settings) -> None:
         super().__init__(name="home-refresher", daemon=True)
@@ -123,9 +163,13 @@ class HomeRefresher(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        downloads_due = 0.0  # monotonic time of the next look at the record's age
         while not self.stopping.wait(POLL):
             try:
                 refresh_home_if_due(self.redis, self.config)
+                if time.monotonic() >= downloads_due:
+                    downloads_due = time.monotonic() + DOWNLOADS_POLL
+                    refresh_downloads_if_due(self.config)
             except (RedisError, OSError, sqlite3.Error) as error:  # try again later
                 log.warning("could not refresh the home page: %s", error)
                 self.stopping.wait(5.0)

@@ -10,16 +10,21 @@ The JSON is json.dumps, not a template."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from publish import badge, feeds
+from publish.downloads import Shown
+from publish.failures import Failure, label
 from publish.releases import (
     RELEASE_INDEXES,
     Build,
+    BuildFailure,
+    BuildMachine,
     Project,
     Release,
     ReleaseIndex,
@@ -39,6 +44,8 @@ class Site:
     abis: tuple[str, ...]
     public_url: str  # ends in a slash
     pypi_url: str | None  # the upstream index, for links to its project pages
+    # The record of the downloads pages show (publish.downloads); None: no downloads.
+    downloads_path: Path | None = None
 
     @cached_property
     def releases(self) -> list[ReleaseIndex]:
@@ -91,7 +98,8 @@ def _environment() -> Environment:
         undefined=StrictUndefined,  # a misspelt field fails the render, not the page
         auto_reload=False,  # templates are read once per process
     )
-    env.filters.update(quote_url=quote_url, human_size=human_size, thousands=thousands)
+    env.filters.update(quote_url=quote_url, human_size=human_size, thousands=thousands,
+                       xml_text=feeds.xml_text)
     return env
 
 
@@ -102,6 +110,9 @@ ENV = _environment()
 BASE = ENV.get_template("base.html")
 PROJECT_PAGE = ENV.get_template("project.html")
 HOME_PAGE = ENV.get_template("home.html")
+# XML, escaped by the same autoescape (MarkupSafe's entities are XML's too).
+FEED = ENV.get_template("feed.xml")
+BADGE = ENV.get_template("badge.svg")
 
 # The stylesheet is served as www/style.css; the search script is inlined in the
 # home page. Both are our own files, the only text the templates take as markup.
@@ -129,15 +140,61 @@ class ReleaseRow:
     # why each column without a build is skipped ("" if it is pending), as `builds`
     skip_reasons: list[str]
     wheels: list[Wheel]  # by filename
+    # for each column's build, as `builds`: the machine that made it and why it
+    # failed, in words ("" when not known); worked out here, since rows make no calls
+    machines: list[str] = field(default_factory=list)
+    machine_names: list[str] = field(default_factory=list)  # the short line under a build
+    failures: list[str] = field(default_factory=list)
 
 
 def release_rows(abis: list[str], project: Project) -> list[ReleaseRow]:
-    return [ReleaseRow(
-        release=release, released=(release.released or "")[:10],
-        builds=[release.builds.get(abi) for abi in abis],
-        skip_reasons=[skip_reason(project, release, abi) for abi in abis],
-        wheels=sorted(release.wheels, key=lambda w: w.filename),
-    ) for release in project.releases]
+    rows = []
+    for release in project.releases:
+        builds = [release.builds.get(abi) for abi in abis]
+        rows.append(ReleaseRow(
+            release=release, released=(release.released or "")[:10], builds=builds,
+            skip_reasons=[skip_reason(project, release, abi) for abi in abis],
+            wheels=sorted(release.wheels, key=lambda w: w.filename),
+            machines=[machine_text(b.machine) if b else "" for b in builds],
+            machine_names=[f"{b.machine.name}, profile {b.machine.profile}"
+                           if b and b.machine else "" for b in builds],
+            failures=[failure_text(b.failure) if b else "" for b in builds],
+        ))
+    return rows
+
+
+def machine_text(machine: BuildMachine | None) -> str:
+    """The machine that made a build, in one line for its cell's tooltip."""
+    if machine is None:
+        return ""
+    return (f"built on {machine.name}: {machine.os_release or 'an unknown OS'}, "
+            f"{machine.toolchain or 'no gcc'}, builder profile {machine.profile}")
+
+
+def failure_text(failure: BuildFailure | None) -> str:
+    """Why a build failed, for people (publish.failures.label): with the Debian
+    package to install, when the log named a file one provides."""
+    if failure is None:
+        return ""
+    return label(Failure(failure.reason, failure.detail, failure.package))
+
+
+def build_json(site: Site, build: Build) -> dict:
+    """A build as the project JSON gives it: its status, when, its log, why it failed
+    (null: it did not, or its log said nothing we know) and the machine that made it
+    (null: a worker older than the record)."""
+    return {
+        "status": build.status,
+        "built": build.built_at.replace("T", " ").rstrip("Z"),
+        "log_url": f"{site.public_url}{quote_url(build.log_path)}" if build.log_path
+        else None,
+        "failure": None if build.failure is None else {
+            "reason": build.failure.reason, "detail": build.failure.detail,
+            "package": build.failure.package},
+        "machine": None if build.machine is None else {
+            "name": build.machine.name, "profile": build.machine.profile,
+            "os_release": build.machine.os_release, "toolchain": build.machine.toolchain},
+    }
 
 
 def _release_wide_reason(project: Project, release: Release) -> str:
@@ -241,9 +298,11 @@ def codename_of(abi: str) -> str:
 
 
 def project_page(site: Site, project: Project,
-                 listing: list[ReleaseIndex] | None = None) -> str:
+                 listing: list[ReleaseIndex] | None = None,
+                 downloads: Shown | None = None) -> str:
     """The project's page; `listing`: the releases whose index lists a wheel of it,
-    when the caller knows them (see release_installs)."""
+    when the caller knows them (see release_installs); `downloads`: its figures, if
+    it has any (publish.downloads)."""
     abis = abi_columns(site, project)
     install = install_release(project)
     copies = per_release_copies(project)
@@ -257,7 +316,31 @@ def project_page(site: Site, project: Project,
         per_release=copies,
         builder_codename={f: codename_of(w.builder_abi) for w in project.wheels()
                           if (f := w.filename) in copies},
+        downloads=downloads, has_failures=has_failures(project),
+        badge_markdown=badge_markdown(site, project),
     ))
+
+
+def has_failures(project: Project) -> bool:
+    """Whether the project has a failures feed (publish.feeds)."""
+    return any(b.status == "failed" for r in project.releases for b in r.builds.values())
+
+
+def badge_markdown(site: Site, project: Project) -> str:
+    """What a README embeds to show the project's badge, linked to its page. Its
+    text is the canonical name, which cannot hold Markdown's brackets."""
+    page = f"{site.public_url}project/{project.name}/"
+    return f"[![{project.name} on the Raspberry Pi]({page}badge.svg)]({page})"
+
+
+def badge_svg(project: Project) -> str:
+    install = install_release(project)
+    return BADGE.render(b=badge.badge(project.display_name,
+                                      install.version if install else None))
+
+
+def feed_xml(feed: feeds.Feed) -> str:
+    return FEED.render(feed=feed)
 
 
 def pypi_project_url(site: Site, project: Project) -> str | None:
@@ -266,8 +349,10 @@ def pypi_project_url(site: Site, project: Project) -> str | None:
     return f"{site.pypi_url.rstrip('/')}/project/{project.name}/"
 
 
-def project_json(site: Site, project: Project) -> str:
-    """The project's JSON, with the keys third parties already read from piwheels."""
+def project_json(site: Site, project: Project, downloads: Shown | None = None) -> str:
+    """The project's JSON, with the keys third parties already read from piwheels;
+    and its downloads (when it has any) under the names piwheels gives them in its
+    search index (downloads_recent: the last 30 days), with the day they are from."""
     abis = abi_columns(site, project)
     releases = {}
     for release in project.releases:
@@ -287,6 +372,8 @@ def project_json(site: Site, project: Project) -> str:
                     "requires_python": wheel.requires_python,
                     "apt_dependencies": wheel.apt,
                     "pip_dependencies": wheel.pip,
+                    # false: tagged for a platform, yet no compiled code in it
+                    "compiled": wheel.compiled,
                 }
                 if wheel.differing:  # only then: the keys piwheels' readers know stay as they were
                     files[name]["differing_builds"] = [
@@ -298,14 +385,20 @@ def project_json(site: Site, project: Project) -> str:
             "yanked": release.yanked,
             "skip_reason": release_skip_reason(abis, project, release),
             "files": dict(sorted(files.items())),
+            "builds": {abi: build_json(site, build)
+                       for abi, build in sorted(release.builds.items())},
         }
-    return COMPACT_JSON.encode({
+    document = {
         "package": project.name,
         "summary": project.summary or "",
         "pypi_url": pypi_project_url(site, project),
         "piwheels_url": f"{site.public_url}project/{project.name}/",
-        "releases": releases,
-    }) + "\n"
+    }
+    if downloads is not None:
+        document.update(downloads_recent=downloads.last_30_days,
+                        downloads_all=downloads.all_time, downloads_as_of=downloads.as_of)
+    document["releases"] = releases
+    return COMPACT_JSON.encode(document) + "\n"
 
 
 def home_page(site: Site, totals: Totals, recent: list[RecentBuild]) -> str:
@@ -314,7 +407,23 @@ def home_page(site: Site, totals: Totals, recent: list[RecentBuild]) -> str:
         search_script=SEARCH_SCRIPT, releases=site.releases))
 
 
-def packages_json(rows: list[tuple[str, str | None, str | None]]) -> str:
-    """[name, summary, newest version with wheels] for every project, for search."""
-    return json.dumps([[name, summary or "", version or ""] for name, summary, version
-                       in rows], separators=(",", ":"), ensure_ascii=False) + "\n"
+@dataclass
+class SearchRow:
+    """A project as packages.json lists it."""
+
+    name: str
+    summary: str | None
+    version: str | None  # the newest with wheels
+    downloads: Shown | None  # None: never downloaded
+
+
+def packages_json(rows: list[SearchRow]) -> str:
+    """[name, downloads in the last 30 days, downloads of all time, summary, newest
+    version with wheels] for every project, most downloaded (last 30 days, then all
+    time) first, for search. The first three are piwheels' packages.json, whose
+    readers take `name, recent, all, *_` from each row."""
+    counted = [(row, row.downloads or Shown(0, 0, "")) for row in rows]
+    counted.sort(key=lambda pair: (-pair[1].last_30_days, -pair[1].all_time, pair[0].name))
+    return json.dumps([[row.name, shown.last_30_days, shown.all_time, row.summary or "",
+                        row.version or ""] for row, shown in counted],
+                      separators=(",", ":"), ensure_ascii=False) + "\n"

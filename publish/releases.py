@@ -93,6 +93,9 @@ class Wheel:
     metadata_sha256: str | None
     uploaded_at: str
     armv6: bool | None = None  # runs on a Pi Zero/1; None: unknown, so not said to
+    # holds ELF files; False: tagged for a platform yet has none ("built without
+    # compiled code"); None: pure, or not known
+    compiled: bool | None = None
     apt: list[str] = field(default_factory=list)  # still to install on the target
     apt_preinstalled: list[str] = field(default_factory=list)
     pip: list[str] = field(default_factory=list)
@@ -140,6 +143,25 @@ class Wheel:
 
 
 @dataclass
+class BuildMachine:
+    """The builder that made a build, as it described itself (worker.wire.Machine)."""
+
+    name: str
+    profile: int  # the builder profile's version
+    os_release: str
+    toolchain: str  # the first line of `gcc --version`
+
+
+@dataclass
+class BuildFailure:
+    """Why a build failed, as read from its log (publish.failures)."""
+
+    reason: str
+    detail: str
+    package: str | None  # the Debian package to install, when known
+
+
+@dataclass
 class Build:
     version: str
     abi: str
@@ -147,6 +169,8 @@ class Build:
     duration: float | None
     built_at: str
     log_path: str | None
+    machine: BuildMachine | None = None  # None: built by a worker older than the record
+    failure: BuildFailure | None = None  # None: succeeded, or the log said nothing known
 
 
 @dataclass
@@ -213,13 +237,15 @@ QUERIES = {
     # A build of an earlier incarnation of a release (deleted, then released again
     # under the same number) is not a build of the live one: it comes back not live.
     "builds": "SELECT b.project, b.version, b.abi, b.status, b.duration, b.built_at, "
-              "b.log_path, b.barrier_key = MAX(v.removed_key, p.deleted_key) "
+              "b.log_path, b.barrier_key = MAX(v.removed_key, p.deleted_key), "
+              "b.machine, b.profile, b.os_release, b.toolchain, b.failure_reason, "
+              "b.failure_detail, b.failure_package "
               "FROM builds b JOIN versions v ON v.project = b.project "
               "AND v.version = b.version JOIN projects p ON p.name = b.project "
               "WHERE {where} ORDER BY b.project, b.version, b.abi",
     "wheels": "SELECT project, filename, version, builder_abi, python_tag, abi_tag, "
               "platform_tag, size, sha256, requires_python, metadata_sha256, uploaded_at, "
-              "armv6 FROM wheels WHERE {where} ORDER BY project, filename",
+              "armv6, compiled FROM wheels WHERE {where} ORDER BY project, filename",
     "dependencies": "SELECT w.project, d.filename, d.tool, d.name, d.preinstalled "
                     "FROM wheels w JOIN dependencies d ON d.filename = w.filename "
                     "WHERE {where} ORDER BY w.project",
@@ -341,7 +367,9 @@ def _assemble(project_row, rows: dict[str, list]) -> Project:
     stale = set()
     for r in rows["builds"]:
         build = Build(version=r[1], abi=r[2], status=r[3], duration=r[4], built_at=r[5],
-                      log_path=r[6])
+                      log_path=r[6],
+                      machine=None if r[8] is None else BuildMachine(*r[8:12]),
+                      failure=None if r[12] is None else BuildFailure(*r[12:15]))
         if build.version in releases and r[7]:
             releases[build.version].builds[build.abi] = build
         else:
@@ -352,7 +380,8 @@ def _assemble(project_row, rows: dict[str, list]) -> Project:
         wheel = Wheel(filename=r[1], version=r[2], builder_abi=r[3], python_tag=r[4],
                       abi_tag=r[5], platform_tag=r[6], size=r[7], sha256=r[8],
                       requires_python=r[9], metadata_sha256=r[10], uploaded_at=r[11],
-                      armv6=None if r[12] is None else bool(r[12]))
+                      armv6=None if r[12] is None else bool(r[12]),
+                      compiled=None if r[13] is None else bool(r[13]))
         wheels[wheel.filename] = wheel
         if wheel.version in releases and (wheel.version, wheel.builder_abi) not in stale \
                 and wheel.filename not in on_pypi:

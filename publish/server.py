@@ -43,6 +43,7 @@ CONTENT_TYPES = {
     ".js": "application/javascript; charset=utf-8",
     ".png": "image/png",
     ".svg": "image/svg+xml",
+    ".xml": "application/atom+xml",  # the only XML in www/ is Atom feeds
     ".txt": "text/plain; charset=utf-8",
     ".gz": "application/gzip",
 }

@@ -203,7 +203,7 @@ def _check_top(conn: sqlite3.Connection, www: Path, scratch: Path, site: pages.S
     index.write_home(conn, scratch, site)
     for relative, fix in (("simple/index.html", "root"), ("simple/index.json", "root"),
                           ("index.html", "home"), ("packages.json", "home"),
-                          ("style.css", "home")):
+                          ("feed.xml", "home"), ("style.css", "home")):
         served = www / relative
         if not served.is_file() or served.read_bytes() != (scratch / relative).read_bytes():
             found.append(Finding("stale", relative, "missing" if not served.exists()

@@ -219,8 +219,8 @@ WHERE datetime(built_at) >= datetime('now', '-7 days')
 GROUP BY hour, abi
 ORDER BY hour, abi""",
     },
-    "failures": {
-        "title": "Build failures",
+    "failure_rates": {
+        "title": "Build failure rates",
         "description": "Builds and failed builds per ABI, all time.",
         "sql": """
 SELECT abi, count(*) AS builds, sum(status = 'failed') AS failed,
@@ -228,6 +228,29 @@ SELECT abi, count(*) AS builds, sum(status = 'failed') AS failed,
 FROM catalogue.builds
 GROUP BY abi
 ORDER BY abi""",
+    },
+    "failures": {
+        "title": "Build failures by reason",
+        "description": "Failed builds by the reason read from their logs "
+                       "(publish.failures: a missing header, tool or library, out of "
+                       "memory, a timeout, ...), all time; 'unknown' when the log said "
+                       "nothing recognised or the build is older than the reasons. "
+                       "packages: the Debian packages that would have provided what was "
+                       "missing, most named first; last_failed: the latest such build.",
+        "sql": """
+SELECT coalesce(failure_reason, 'unknown') AS reason, count(*) AS failed,
+       count(DISTINCT project) AS projects,
+       (SELECT group_concat(package, ' ') FROM (
+            SELECT f.failure_package AS package FROM catalogue.builds f
+            WHERE f.status = 'failed' AND f.failure_package IS NOT NULL
+              AND coalesce(f.failure_reason, 'unknown') = coalesce(b.failure_reason, 'unknown')
+            GROUP BY f.failure_package ORDER BY count(*) DESC, f.failure_package LIMIT 10))
+       AS packages,
+       max(built_at) AS last_failed
+FROM catalogue.builds b
+WHERE status = 'failed'
+GROUP BY coalesce(failure_reason, 'unknown')
+ORDER BY failed DESC, reason""",
     },
     "worker_health": {
         "title": "Worker health over time",

@@ -114,6 +114,33 @@ ARMV6 = {
 }
 
 
+# Whether each wheel holds compiled code (wheels.compiled); a wheel not named here is
+# pure or unknown (NULL). These test wheels hold none, so a platform tag makes one
+# "built without compiled code".
+COMPILED = {
+    "alpha-1.0-cp39-cp39-linux_armv7l.whl": True,
+    "alpha-1.0-cp311-cp311-linux_armv7l.whl": True,
+    "alpha-1.1-cp311-cp311-linux_armv7l.whl": False,
+}
+
+# The machine that made each build (project, version, abi): name, profile, OS release,
+# toolchain; a build not named here comes from a worker older than the record.
+MACHINES = {
+    ("alpha", "1.0", "cp311"): ("pi-1-bookworm", 3, "Debian GNU/Linux 12 (bookworm)",
+                                "gcc (Debian 12.2.0-14) 12.2.0"),
+    ("alpha", "1.1", "cp311"): ("pi-1-bookworm", 2, "Debian GNU/Linux 12 (bookworm)",
+                                "gcc (Debian 12.2.0-14) 12.2.0"),
+    ("alpha", "2.0rc1", "cp311"): ("pi-1-bookworm", 3, "Debian GNU/Linux 12 (bookworm)",
+                                   "gcc (Debian 12.2.0-14) 12.2.0"),
+}
+
+# Why failed builds failed (reason, detail, package), as the intake records it
+# from the log (publish.failures); a failed build not named here said nothing known.
+FAILURES = {
+    ("alpha", "2.0rc1", "cp311"): ("missing-header", "yaml.h", "libyaml-dev"),
+}
+
+
 def add_builds(conn: sqlite3.Connection, www: Path, builds=BUILDS) -> None:
     """Record builds as the intake would, with their wheels, metadata and logs in www/."""
     for index, (project, version, abi, status, files) in enumerate(builds):
@@ -126,9 +153,13 @@ def add_builds(conn: sqlite3.Connection, www: Path, builds=BUILDS) -> None:
                                              mtime=0))
         else:
             log_path = None
+        machine = MACHINES.get((project, version, abi), (None,) * 4)
+        failure = FAILURES.get((project, version, abi), (None,) * 3)
         conn.execute("INSERT INTO builds (project, version, abi, status, worker, duration, "
-                     "built_at, log_path) VALUES (?, ?, ?, ?, 'pi-1', 12.5, ?, ?)",
-                     (project, version, abi, status, built_at, log_path))
+                     "built_at, log_path, machine, profile, os_release, toolchain, "
+                     "failure_reason, failure_detail, failure_package) "
+                     "VALUES (?, ?, ?, ?, 'pi-1', 12.5, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (project, version, abi, status, built_at, log_path, *machine, *failure))
         for filename, requires_python, apt, preinstalled, pip, unresolved in files:
             data, metadata = wheel_bytes(project, version, filename, requires_python, pip)
             directory = www / "simple" / project
@@ -137,10 +168,11 @@ def add_builds(conn: sqlite3.Connection, www: Path, builds=BUILDS) -> None:
             (directory / f"{filename}.metadata").write_bytes(metadata)
             tags = filename[:-4].split("-")[-3:]
             conn.execute(
-                "INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO wheels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (filename, project, version, abi, *tags, len(data),
                  hashlib.sha256(data).hexdigest(), requires_python,
-                 hashlib.sha256(metadata).hexdigest(), built_at, ARMV6.get(filename)))
+                 hashlib.sha256(metadata).hexdigest(), built_at, ARMV6.get(filename),
+                 COMPILED.get(filename)))
             conn.executemany("INSERT INTO dependencies VALUES (?, ?, ?, ?)",
                              [(filename, "apt", a, int(a in preinstalled)) for a in apt]
                              + [(filename, "pip", p, 0) for p in pip])

@@ -115,3 +115,57 @@ def write_index(root: Path, files: list[Path]) -> str:
 
 def _html(links) -> str:
     return "<html><body>\n" + "\n".join(links) + "\n</body></html>\n"
+
+
+SETUP_OPTIONAL_C = """\
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class optional_build_ext(build_ext):
+    # The extension only speeds things up: when it cannot be built (its library's
+    # header is missing), the package is installed without it, as PyYAML is
+    # without libyaml.
+    def run(self):
+        try:
+            super().run()
+        except Exception as error:
+            print("WARNING: the C extension could not be built:", error)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as error:
+            print("WARNING: building", ext.name, "failed, pure Python only:", error)
+
+
+setup(name={name!r}, version={version!r}, python_requires=">=3.7", packages=[{module!r}],
+      ext_modules=[Extension({module!r} + "._speedups", [{source!r}])],
+      cmdclass={{"build_ext": optional_build_ext}})
+"""
+
+OPTIONAL_C_SOURCE = """\
+#include <Python.h>
+#include <%(header)s>
+"""
+
+
+def optional_c_sdist(dest: Path, name: str, version: str,
+                     header: str = "wheelwright_absent_library.h",
+                     optional: bool = True) -> Path:
+    """A pure-Python package with an optional C extension that includes `header`
+    (by default one no builder has): its build falls back to pure Python, and still
+    makes a wheel tagged for the platform, with no compiled code in it. Not
+    `optional`, the extension is required, and the build fails for want of it."""
+    module = canonicalize_name(name).replace("-", "_")
+    root = f"{module}-{version}"
+    setup = SETUP_OPTIONAL_C.format(name=name, version=version, module=module,
+                                    source=f"{module}/_speedups.c")
+    if not optional:
+        setup = setup.replace('cmdclass={"build_ext": optional_build_ext}', 'cmdclass={}')
+    return _tar(dest / f"{root}.tar.gz", root, {
+        "PKG-INFO": _pkg_info(name, version),
+        "setup.py": setup,
+        f"{module}/__init__.py": "VALUE = 'pure fallback'\n",
+        f"{module}/_speedups.c": OPTIONAL_C_SOURCE % {"header": header},
+    })

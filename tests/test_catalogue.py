@@ -43,6 +43,7 @@ class Report:
     duration: float = 1.5
     worker: str = "pi-1"
     files: list[File] = field(default_factory=list)
+    machine: None = None  # as from a worker older than the machine it names
 
 
 @dataclass

@@ -79,6 +79,11 @@ def test_event_to_pip_install(tmp_path, config, redis, offline_pip, backend_whee
         conn = catalogue_connect(config.catalogue_path)
         builds = conn.execute("SELECT project, status FROM builds ORDER BY project").fetchall()
         assert [tuple(b) for b in builds] == [("ww-cext", "success"), ("ww-pure", "success")]
+        # The intake's own reading of each wheel: compiled code, or pure (nothing to say).
+        assert [tuple(w) for w in conn.execute(
+            "SELECT project, compiled FROM wheels ORDER BY project")] == [
+            ("ww-cext", 1), ("ww-pure", None)]
+        assert {r[0] for r in conn.execute("SELECT machine FROM builds")} == {"test-worker"}
         page = (config.www_dir / "simple" / "ww-cext" / "index.html").read_text()
         assert "#sha256=" in page and f"-{abi}-" in page
 

@@ -4,12 +4,14 @@ stranger wrote reaches the HTML as text, never as markup, whichever field it is 
 from __future__ import annotations
 
 import html
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from publish import pages
+from publish.downloads import Shown
 from publish.releases import Build, Project, Release, Wheel
 
 HOSTILE = '<script>alert("x")</script> & "quoted"'
@@ -20,9 +22,10 @@ SITE = pages.Site(abis=("cp311", "cp39"), public_url="http://pi.example/",
 # Every tag and attribute the templates write. Anything else in a page came from data.
 TAGS = {"html", "head", "meta", "title", "link", "body", "header", "a", "h1", "h2", "p",
         "pre", "code", "table", "tr", "th", "td", "span", "form", "label", "input",
-        "button", "datalist", "noscript", "script"}
+        "button", "datalist", "noscript", "script", "img", "strong"}
 ATTRIBUTES = {"lang", "charset", "name", "content", "rel", "href", "class", "title",
-              "action", "method", "id", "hidden", "type", "list", "autocomplete"}
+              "action", "method", "id", "hidden", "type", "list", "autocomplete",
+              "src", "alt"}
 
 
 class Tags(HTMLParser):
@@ -75,7 +78,8 @@ def test_the_environment_escapes_every_template():
         # Ways a template edit could let a field through unescaped.
         for bypass in ("|safe", "| safe", "autoescape false", "Markup"):
             assert bypass not in source, (name, bypass)
-    for template in (pages.BASE, pages.PROJECT_PAGE, pages.HOME_PAGE):
+    for template in (pages.BASE, pages.PROJECT_PAGE, pages.HOME_PAGE, pages.FEED,
+                     pages.BADGE):
         assert template.environment is pages.ENV
     rendered = pages.ENV.from_string("{{ x }}").render(x=HOSTILE)
     assert rendered == "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quoted&#34;"
@@ -122,3 +126,26 @@ def test_text_that_looks_like_an_entity_stays_text(text):
     page = pages.project_page(SITE, project)
     assert f'<p class="summary">{html.escape(text)}</p>' in page
     assert html.unescape(html.escape(text)) == text
+
+
+def test_downloads_line_says_the_day_or_is_left_out():
+    project = hostile_project()
+    assert "Downloads:" not in pages.project_page(SITE, project)
+    shown = Shown(last_30_days=1234, all_time=98765, as_of="2025-02-03")
+    page = pages.project_page(SITE, project, downloads=shown)
+    assert ('<p class="downloads">Downloads: <strong>1,234</strong> in the last 30 days, '
+            '<strong>98,765</strong> in all, as of 2025-02-03 (UTC)</p>') in page
+    data = json.loads(pages.project_json(SITE, project, shown))
+    assert (data["downloads_recent"], data["downloads_all"], data["downloads_as_of"]) == (
+        1234, 98765, "2025-02-03")
+    assert "downloads_all" not in json.loads(pages.project_json(SITE, project))
+
+
+def test_packages_json_is_ranked_by_downloads():
+    rows = [pages.SearchRow("b", "bee", "1.0", Shown(5, 10, "2025-01-01")),
+            pages.SearchRow("a", None, None, None),
+            pages.SearchRow("c", "sea", None, Shown(5, 20, "2025-01-01")),
+            pages.SearchRow("d", HOSTILE, None, Shown(0, 1, "2025-01-01"))]
+    assert json.loads(pages.packages_json(rows)) == [
+        ["c", 5, 20, "sea", ""], ["b", 5, 10, "bee", "1.0"], ["d", 0, 1, HOSTILE, ""],
+        ["a", 0, 0, "", ""]]

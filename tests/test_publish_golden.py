@@ -70,6 +70,14 @@ def test_tree_covers_the_cases(published):
                                               "index.json").read_text().split('"1.0"')[1]
     assert "pre-release</span>" in page and "yanked</span>" in page and "✗ failed" in page
     assert "sudo apt install libopenblas0-pthread</pre>" in page  # libc6 is preinstalled
+    # A failed build says why, next to its log; each build names its machine; a wheel
+    # tagged for a platform without compiled code in it says so.
+    assert '✗ failed</a> <span class="reason">missing header yaml.h (libyaml-dev)</span>' \
+        in page
+    assert 'title="built on pi-1-bookworm: Debian GNU/Linux 12 (bookworm), gcc (Debian ' \
+        '12.2.0-14) 12.2.0, builder profile 2">' in page
+    [row] = [line for line in page.splitlines() if "built without compiled code</span>" in line]
+    assert ">alpha-1.1-cp311-cp311-linux_armv7l.whl</a>" in row
 
 
 def test_hostile_input_is_escaped_and_stays_inside(published, tmp_path):
@@ -83,7 +91,7 @@ def test_hostile_input_is_escaped_and_stays_inside(published, tmp_path):
     for page in [www / "project" / "hostile" / "index.html", www / "index.html",
                  www / "simple" / "hostile" / "index.html"]:
         text = page.read_text()
-        assert "<script>alert" not in text and "<img" not in text and "<b>" not in text
+        assert "<script>alert" not in text and "<img src=x" not in text and "<b>" not in text
     text = (www / "project" / "hostile" / "index.html").read_text()
     assert "&lt;script&gt;alert(&quot;summary&quot;)&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=alert(1)&gt;" in text

@@ -77,6 +77,12 @@ def data_dir(tmp_path_factory) -> Path:
     conn.execute(build, ("six", "1.16.0", "success", 12.0, iso(NOW - timedelta(hours=3))))
     conn.execute(build, ("brokenpkg", "1.0", "failed", 30.0, iso(NOW - timedelta(hours=1))))
     conn.execute(build, ("numpy", "1.26.3", "success", 3000.0, iso(NOW - timedelta(days=10))))
+    conn.execute(build, ("brokenpkg", "0.9", "failed", 5.0, iso(NOW - timedelta(days=10))))
+    # Why brokenpkg 1.0 failed, as the intake reads it from the log; 0.9 is older
+    # than the reasons (unknown).
+    conn.execute("UPDATE builds SET failure_reason = 'missing-header', "
+                 "failure_detail = 'yaml.h', failure_package = 'libyaml-dev' "
+                 "WHERE project = 'brokenpkg' AND version = '1.0'")
     conn.close()
     return data
 
@@ -155,7 +161,13 @@ EXPECTED = {
         {"hour": hour(NOW - timedelta(hours=3)), "abi": "cp311", "builds": 2, "failed": 0},
         {"hour": hour(NOW - timedelta(hours=1)), "abi": "cp311", "builds": 1, "failed": 1},
     ],
-    "failures": [{"abi": "cp311", "builds": 4, "failed": 1, "percent_failed": 25.0}],
+    "failure_rates": [{"abi": "cp311", "builds": 5, "failed": 2, "percent_failed": 40.0}],
+    "failures": [
+        {"reason": "missing-header", "failed": 1, "projects": 1, "packages": "libyaml-dev",
+         "last_failed": iso(NOW - timedelta(hours=1))},
+        {"reason": "unknown", "failed": 1, "projects": 1, "packages": None,
+         "last_failed": iso(NOW - timedelta(days=10))},
+    ],
     "worker_health": [
         {"time": (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S"), "worker": "pi-1",
          "abi": "cp311", "cpu_temperature": 50.0, "load1": 1.5, "load5": 1.0, "load15": 0.5,

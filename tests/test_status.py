@@ -64,7 +64,7 @@ def farm(config, redis, monkeypatch):
             worker=name, abi="cp311", time=iso(now - timedelta(seconds=10)),
             cpu_temperature=51.5, load1=0.5, load5=0.4, load15=0.3,
             memory_total=4 * 2**30, memory_available=2 * 2**30, swap_total=0, swap_free=0,
-            disk_total=32 * 2**30, disk_free=disk_free, builds_done=7))
+            disk_total=32 * 2**30, disk_free=disk_free, builds_done=7, profile=3))
     return workers
 
 
@@ -91,6 +91,7 @@ def test_status_for_people(farm):
     ok = next(line for line in lines if line.startswith(f"worker {farm['pi-ok']} "))
     assert ok.startswith(f"worker {farm['pi-ok']} (build-cp311): ")
     assert "CPU 52 C" in ok and "20,480 MB disk free" in ok and ok.endswith("; healthy")
+    assert "7 builds since start, builder profile 3;" in ok
     full = next(line for line in lines if line.startswith(f"worker {farm['pi-full']} "))
     assert full.endswith("; disk nearly full (50 MB free): paused")
     assert " s old" not in text.replace("1 min 30 s ago", "")  # no raw seconds anywhere
@@ -112,6 +113,7 @@ def test_status_as_json_has_the_same_facts(farm):
     workers = {w["name"]: w for w in data["workers"]}
     assert workers[farm["pi-ok"]]["healthy"] is True
     assert workers[farm["pi-ok"]]["health"]["disk_free"] == 20 * 2**30
+    assert workers[farm["pi-ok"]]["health"]["profile"] == 3
     assert workers[farm["pi-full"]]["healthy"] is False
     assert workers[farm["pi-full"]]["health"]["problems"] == [
         "disk nearly full (50 MB free): paused"]

@@ -17,8 +17,8 @@ COMMANDS = {
     # A group of commands is listed as "package group".
     "ingest admin": ["add", "skip", "unskip", "remove", "rebuild", "retry-failed", "import",
                      "opt-out", "opt-in", "verify", "reconcile"],
-    "worker": ["armhf-chroot", "acl", "settings"],
-    "publish": ["intake", "serve", "worker", "write", "screenshot"],
+    "worker": ["armhf-chroot", "acl", "profile", "settings"],
+    "publish": ["intake", "serve", "worker", "write", "screenshot", "contents"],
     "stats": ["load", "follow", "health", "serve", "screenshot"],
 }
 

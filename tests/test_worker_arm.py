@@ -21,6 +21,14 @@ from redis import Redis
 from ingest.__main__ import main as ingest_main
 from tests.sdists import c_sdist
 from tests.test_worker import ROOT, catalogue_rows, release_events, start_farm, stored_log
+from worker.armhf import chroot_marker
+from worker.profile import (
+    installed_profile,
+    load_build_deps,
+    load_profile,
+    missing_packages,
+    wanted_packages,
+)
 
 ARM_ABI = "cp311"  # Debian bookworm's python3
 
@@ -66,3 +74,9 @@ def test_armhf_chroot_builds_an_armv7l_wheel(tmp_path, redis_instance, backend_w
     arch = subprocess.run(["chroot", str(arm_dir), "dpkg-query", "-W",
                            "-f=${Architecture}", "zlib1g"], capture_output=True, text=True)
     assert arch.stdout == "armhf"
+    # The builder profile is in the chroot, and the build says which machine made it.
+    profile = load_profile()
+    assert installed_profile(chroot_marker(arm_dir)) == profile.version
+    assert missing_packages(wanted_packages(profile, load_build_deps()), root=arm_dir) == []
+    assert catalogue_rows(config, "SELECT machine, profile FROM builds WHERE project = "
+                          "'ww-armz'") == [("test-worker-armhf-bookworm", profile.version)]

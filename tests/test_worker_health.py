@@ -15,12 +15,15 @@ from worker.interpreter import probe
 
 FIELDS = {"worker", "abi", "time", "cpu_temperature", "load1", "load5", "load15",
           "memory_total", "memory_available", "swap_total", "swap_free", "disk_total",
-          "disk_free", "builds_done"}
+          "disk_free", "builds_done", "profile"}
 
 
 def test_running_worker_publishes_its_health(config, redis, monkeypatch, tmp_path):
     monkeypatch.setenv("WHEELWRIGHT_HEALTH_INTERVAL", "1")
     monkeypatch.setenv("WHEELWRIGHT_BUILD_DIR", str(tmp_path))
+    marker = tmp_path / "builder-profile"
+    marker.write_text("4\n")  # as `python -m worker profile --install` leaves it
+    monkeypatch.setenv("WHEELWRIGHT_PROFILE_MARKER", str(marker))
     key = health_key("test-worker")
     worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=dict(os.environ),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -30,6 +33,7 @@ def test_running_worker_publishes_its_health(config, redis, monkeypatch, tmp_pat
         assert first["worker"] == "test-worker"
         assert first["abi"] == probe(config.build_python).abi
         assert first["builds_done"] == 0
+        assert first["profile"] == 4
         assert first["memory_total"] == meminfo()["MemTotal"] > first["memory_available"] > 0
         assert first["disk_total"] > first["disk_free"] > 0
         assert first["time"].endswith("Z")

@@ -86,6 +86,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def kill_worker(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and wait until its work horse has reacted and gone: a horse
+    still cleaning up would write its job into the next test's (flushed) Redis."""
+    tree = descendants(worker.pid)
+    if worker.poll() is None:
+        worker.kill()
+    worker.wait()
+    wait_for(lambda: all(process_gone(pid) for pid in tree), 30, "the work horse to go")
+
+
 def job_status(redis, job_id: str):
     job = AllowlistJob.fetch(job_id, connection=redis, serializer=SERIALIZER)
     return job if job.is_failed or job.is_finished else None
@@ -117,9 +127,7 @@ def test_power_cut_mid_build_fails_the_job_within_the_bound(hanging_job, redis):
         worker.wait()
         assert all(process_gone(pid) for pid in tree)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        kill_worker(worker)
     stale = list(build_root(farm.config).glob("build-*"))
     assert stale  # the power cut left the build directory behind ...
     successor = start_worker()
@@ -148,8 +156,7 @@ def test_killed_worker_takes_its_build_down(hanging_job, redis):
         worker.wait()
         job = wait_for(lambda: job_status(redis, job_id), 30, "the job to fail")
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_worker(worker)
     assert job.is_failed and "WorkerLost" in job.latest_result().exc_string
     assert process_gone(build_pid)
     wait_for(lambda: not list(build_root(farm.config).glob("build-*")), 10,
@@ -174,8 +181,7 @@ def test_a_job_with_a_retry_left_goes_back_to_the_queue(hanging_job, redis):
 
         job = wait_for(requeued, 30, "the job to be queued again")
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_worker(worker)
     assert job.retries_left == 0
     assert job_id in Queue(build_queue_name(abi), connection=redis,
                            serializer=SERIALIZER).job_ids
@@ -217,14 +223,10 @@ def test_a_build_killed_from_outside_runs_again(hanging_job, redis):
         wait_for(retried, 30, "the job's retry")
         wait_for(lambda: marker_pids(marker), 60, "the build to run again")
     finally:
-        worker.kill()
-        worker.wait()
+        kill_worker(worker)
     assert catalogue_rows(farm.config, "SELECT COUNT(*) FROM builds") == [(0,)]
 
 
-# Passes alone; in the full default run it waits in vain for its build (a job taken
-# by something the earlier kill tests left?): slow-only until that is understood.
-@pytest.mark.slow
 def test_a_build_killed_on_its_last_try_is_recorded_failed(hanging_job, redis):
     """With no try left, the killed build is recorded as failed, its log saying why."""
     farm, job_id, abi, marker = hanging_job

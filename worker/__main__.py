@@ -39,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         "Redis as an admin, and put the REDIS_URL line in the worker's worker.env.")
     acl.add_argument("name", help="the worker's name (WHEELWRIGHT_WORKER_NAME)")
     acl.add_argument("--password", help="use this password instead of a new random one")
+    profile = sub.add_parser(
+        "profile", help="print or install the builder profile",
+        description="Print the builder profile (worker/builder-profile.txt): its version, "
+        "the version installed on this machine, and its Debian packages, then the extra "
+        "packages worker/build-deps.txt names for some projects. With --install, install "
+        "them all with apt-get (needs root) and record the profile version.")
+    profile.add_argument("--install", action="store_true",
+                         help="apt-get install the profile and the build dependencies, "
+                         "and record the version in WHEELWRIGHT_PROFILE_MARKER")
     sub.add_parser(
         "settings", help="print every setting a worker reads",
         description="Print each environment variable a worker reads: its current "
@@ -51,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return armhf_main(args)
     if args.command == "acl":
         return print_acl(args)
+    if args.command == "profile":
+        from worker.profile import main as profile_main
+
+        return profile_main(settings.load(), install_it=args.install)
     if args.command == "settings":
         for line in settings.describe(settings.load()):
             print(line)
@@ -82,6 +95,13 @@ def run_worker(args: argparse.Namespace) -> int:
         interpreter = probe(config.build_python)
     except InterpreterError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    from worker.profile import BUILD_DEPS, ProfileError, load_build_deps
+
+    try:  # read at every build: a mistake in it is better seen at once
+        load_build_deps(config.build_deps_file or BUILD_DEPS)
+    except (OSError, ProfileError) as error:
+        print(f"error: build dependencies: {error}", file=sys.stderr)
         return 2
     from worker.runner import run
 

@@ -22,6 +22,19 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from worker import settings
+from worker.profile import (
+    BUILD_DEPS,
+    MARKER,
+    BuildDeps,
+    Profile,
+    install_command,
+    installed_profile,
+    load_build_deps,
+    load_profile,
+    missing_packages,
+    record_installed,
+    wanted_packages,
+)
 
 PACKAGE = Path(__file__).resolve().parent
 INCLUDE = "python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates"
@@ -147,8 +160,50 @@ def setup(root: Path, suite: str, mirror: str) -> None:
         in_chroot(root, [f"{VENV}/bin/pip", "install", "--no-cache-dir", "-r",
                          f"{CODE}/worker/requirements.txt"],
                   env={"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"})
+    ensure_profile(root)
     (root / READY).write_text(f"{suite}\n")
     say(f"chroot set up in {time.monotonic() - started:.0f} s")
+
+
+def chroot_marker(root: Path) -> Path:
+    """Where the chroot records its installed profile: the path a worker inside reads."""
+    return root / str(MARKER).lstrip("/")
+
+
+def profile_commands(profile: Profile, deps: BuildDeps) -> list[list[str]]:
+    """What runs inside the chroot to install the builder profile and every project's
+    build dependencies: the same apt-get line as `python -m worker profile --install`."""
+    return [["apt-get", "update", "-q"], install_command(wanted_packages(profile, deps))]
+
+
+def profile_outdated(installed: int, missing: list[str], profile: Profile) -> list[str]:
+    """Why a chroot that has profile version `installed` and lacks the packages `missing`
+    must install the profile again (nothing: it need not): a profile bumped since it
+    was installed, or packages missing (build-deps.txt edited since)."""
+    reasons = []
+    if installed < profile.version:
+        reasons.append(f"it has builder profile {installed or 'none'}, "
+                       f"this checkout {profile.version}")
+    if missing:
+        reasons.append(f"{len(missing)} packages missing ({', '.join(missing[:5])}"
+                       f"{', ...' if len(missing) > 5 else ''})")
+    return reasons
+
+
+def ensure_profile(root: Path) -> None:
+    """Install the builder profile in the chroot when it lacks it, at setup and at each
+    start: a profile bump reaches an existing chroot without setting it up again."""
+    profile, deps = load_profile(), load_build_deps(BUILD_DEPS)
+    reasons = profile_outdated(installed_profile(chroot_marker(root)),
+                               missing_packages(wanted_packages(profile, deps), root=root),
+                               profile)
+    if not reasons:
+        return
+    say(f"installing builder profile {profile.version}: {'; '.join(reasons)}")
+    with mounted(root, []):
+        for command in profile_commands(profile, deps):
+            in_chroot(root, command, env={"DEBIAN_FRONTEND": "noninteractive"})
+    record_installed(profile.version, chroot_marker(root))
 
 
 def _mount_point(root: Path, path: Path) -> Path:
@@ -188,16 +243,19 @@ def shared_paths(config: settings.Settings) -> list[Path]:
     return paths
 
 
-def worker_env(config: settings.Settings) -> dict[str, str]:
-    """The host's wheelwright settings, as the worker inside must see them."""
+def worker_env(config: settings.Settings, suite: str) -> dict[str, str]:
+    """The host's wheelwright settings, as the worker inside must see them; its name
+    says which chroot it is, so that its builds are told from the host's."""
     env = {k: v for k, v in os.environ.items()
            if k.startswith("WHEELWRIGHT_") and k not in
            ("WHEELWRIGHT_DATA", "WHEELWRIGHT_BUILD_PYTHON", "WHEELWRIGHT_BUILD_DIR",
-            "WHEELWRIGHT_PREINSTALLED", "WHEELWRIGHT_ARM_DIR")}
+            "WHEELWRIGHT_PREINSTALLED", "WHEELWRIGHT_ARM_DIR",
+            # host paths: the worker inside reads the chroot's own marker and mapping
+            "WHEELWRIGHT_PROFILE_MARKER", "WHEELWRIGHT_BUILD_DEPS")}
     env.update({
         "REDIS_URL": config.effective_redis_url,
         "WHEELWRIGHT_DATA": "/opt/wheelwright/var",
-        "WHEELWRIGHT_WORKER_NAME": f"{config.worker_name}-armhf",
+        "WHEELWRIGHT_WORKER_NAME": f"{config.worker_name}-armhf-{suite}",
         "WHEELWRIGHT_WORKER_TOKEN": config.worker_token,
         "WHEELWRIGHT_INTAKE_URL": config.intake_url,
         "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
@@ -223,12 +281,15 @@ def main(args: argparse.Namespace) -> int:
         return 2
     ensure_host_tools()
     setup(root, args.suite, mirror)
+    copy_code(root)
+    ensure_profile(root)
     if args.setup_only:
         return 0
-    copy_code(root)
+    # The suite the chroot was made with, whatever --suite says now.
+    suite = (root / READY).read_text().strip() or args.suite
     command = [f"{VENV}/bin/python", "-m", "worker"] + (["--burst"] if args.burst else [])
     say(f"running the worker inside: {' '.join(command)}")
     with mounted(root, shared_paths(config)):
         done = in_chroot(root, ["sh", "-c", f'cd {CODE} && exec "$@"', "sh", *command],
-                         env=worker_env(config), check=False)
+                         env=worker_env(config, suite), check=False)
     return done.returncode

@@ -44,6 +44,7 @@ class Health:
     disk_total: int
     disk_free: int
     builds_done: int
+    profile: int = 0  # the builder profile version installed (worker.profile); 0: none
 
 
 def cpu_temperature(thermal: Path = THERMAL) -> float | None:
@@ -74,7 +75,7 @@ def meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
     return fields
 
 
-def collect(worker: str, abi: str, builds_done: int, disk: Path) -> Health:
+def collect(worker: str, abi: str, builds_done: int, disk: Path, profile: int = 0) -> Health:
     load1, load5, load15 = os.getloadavg()
     memory = meminfo()
     usage = shutil.disk_usage(disk)
@@ -87,6 +88,7 @@ def collect(worker: str, abi: str, builds_done: int, disk: Path) -> Health:
         memory_available=memory.get("MemAvailable", memory.get("MemFree", 0)),
         swap_total=memory.get("SwapTotal", 0), swap_free=memory.get("SwapFree", 0),
         disk_total=usage.total, disk_free=usage.free, builds_done=builds_done,
+        profile=profile,
     )
 
 
@@ -99,16 +101,18 @@ class HealthReporter(threading.Thread):
     Redis connection: the worker's is busy blocking on the queue."""
 
     def __init__(self, conn: Redis, worker: str, abi: str, disk: Path, interval: float,
-                 builds_done=lambda: 0):
+                 builds_done=lambda: 0, profile=lambda: 0):
         super().__init__(name="health", daemon=True)
         self.conn, self.worker, self.abi, self.disk = conn, worker, abi, disk
         self.interval = interval
         self.builds_done = builds_done
+        self.profile = profile  # read at each report: an operator may install a new one
         self.stopping = threading.Event()
 
     def report(self) -> None:
         try:
-            publish(self.conn, collect(self.worker, self.abi, self.builds_done(), self.disk))
+            publish(self.conn, collect(self.worker, self.abi, self.builds_done(), self.disk,
+                                       self.profile()))
         except (RedisError, OSError) as error:
             log.warning("could not publish health: %s", error)
 

@@ -3,6 +3,7 @@ worker.queues.AllowlistJob.ALLOWED can ever be executed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -20,11 +21,15 @@ from worker.apt import apt_report, operator_preinstalled
 from worker.build import pip_wheel_command, run_pip_wheel
 from worker.elf import Resolver, armv6_of_tree, elf_files, unpack
 from worker.interpreter import BuildInterpreter, probe
+from worker.machine import this_machine
+from worker.profile import BUILD_DEPS, build_deps_for, can_check, missing_packages
 from worker.push import Intake, push
 from worker.report import BuildOutcome, BuiltWheel, Timings
 from worker.sandbox import BUILD_PATH, Sandbox, file_index_path, find_bwrap
 from worker.wheel import BadWheel, WheelInfo, inspect_wheel
 from worker.wire import FALLBACK_EPOCH, BadJob, BuildJob
+
+log = logging.getLogger(__name__)
 
 
 class BuildKilled(RuntimeError):
@@ -98,6 +103,7 @@ def build(project: str, version: str, abi: str, *released: int) -> dict:
         if outcome.killed and current is not None and (current.retries_left or 0) > 0:
             raise BuildKilled(f"the build of {project} {version} was killed (SIGKILL)")
         outcome.job_id = current.id if current is not None else ""
+        outcome.machine = this_machine(config.worker_name, config.profile_marker)
         started = time.monotonic()
         stopping.let_finish()  # a stop from here on would build the release twice
         answer = push(Intake(url=config.intake_url, worker=config.worker_name,
@@ -118,6 +124,10 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
     """Run pip wheel in `workdir`/build, the one place the build may write (seen at
     BUILD_PATH in the sandbox), with SOURCE_DATE_EPOCH `released`, and inspect what
     it made once it is out of the build's reach."""
+    unmet = check_build_deps(project, config)
+    if unmet is not None:
+        return BuildOutcome(project=project, version=version, abi=interpreter.abi,
+                            status="failed", duration=0.0, log=unmet)
     inside = workdir / "build"
     dest = inside / "wheels"
     dest.mkdir(parents=True)
@@ -157,6 +167,27 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
                            for note in w.notes)
     outcome.timings.inspect = time.monotonic() - started
     return outcome
+
+
+def check_build_deps(project: str, config: settings.Settings) -> str | None:
+    """The log of a build refused for want of the Debian packages build-deps.txt
+    names for `project`, or None when they are all installed. The worker only checks:
+    it runs builds as a user without apt rights, and installing what a job names would
+    let whoever queues jobs change every builder; `python -m worker profile --install`
+    installs them all ahead of time. The log line's wording is what the master's
+    failure classifier looks for."""
+    needed = build_deps_for(project, config.build_deps_file or BUILD_DEPS)
+    if not needed:
+        return None
+    if not can_check():
+        log.warning("cannot check build dependencies %s of %s: no dpkg-query",
+                    ", ".join(needed), project)
+        return None
+    missing = missing_packages(needed)
+    if not missing:
+        return None
+    return (f"[wheelwright] missing build dependencies: {', '.join(missing)} "
+            f"(apt-get install {' '.join(missing)})\n")
 
 
 def build_sandbox(inside: Path, config: settings.Settings,

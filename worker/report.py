@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from worker.apt import AptReport
 from worker.elf import Armv6
 from worker.wheel import WheelInfo
-from worker.wire import BuildReport, ReportedFile
+from worker.wire import BuildReport, Machine, ReportedFile
 
 
 @dataclass
@@ -57,9 +57,11 @@ class BuildOutcome:
     timings: Timings = field(default_factory=Timings)
     job_id: str = ""  # the rq job this build answers
     killed: bool = False  # SIGKILLed from outside the worker (see worker.jobs.BuildKilled)
+    machine: Machine | None = None  # the builder (worker.machine), filled before the push
 
     def report(self, worker: str) -> BuildReport:
         return BuildReport(project=self.project, version=self.version, abi=self.abi,
                            status=self.status, duration=round(self.duration, 3),
                            worker=worker, job_id=self.job_id,
-                           files=[w.reported() for w in self.wheels])
+                           files=[w.reported() for w in self.wheels],
+                           machine=self.machine)

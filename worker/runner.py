@@ -24,6 +24,8 @@ from worker.errors import LowDisk, free_space, megabytes
 from worker.health import HealthReporter
 from worker.interpreter import BuildInterpreter
 from worker.jobs import build_root, remove_stale_builds
+from worker.machine import toolchain
+from worker.profile import installed_profile
 from worker.queues import (
     SERIALIZER,
     AllowlistJob,
@@ -187,11 +189,14 @@ def run(config: settings.Settings, interpreter: BuildInterpreter, burst: bool = 
     worker = make_worker(conn, config, interpreter.abi)
     health = HealthReporter(connect(config.effective_redis_url), config.worker_name,
                             interpreter.abi, root, config.health_interval,
-                            builds_done=lambda: worker.builds_done)
+                            builds_done=lambda: worker.builds_done,
+                            profile=lambda: installed_profile(config.profile_marker))
     health.start()
-    log.info("worker %s builds %s-%s wheels with %s (Python %s) from %s",
+    toolchain()  # asked once here, so that every work horse inherits the answer
+    log.info("worker %s builds %s-%s wheels with %s (Python %s) from %s, builder profile %d",
              worker.name, interpreter.interpreter, interpreter.abi, interpreter.python,
-             interpreter.version, build_queue_name(interpreter.abi))
+             interpreter.version, build_queue_name(interpreter.abi),
+             installed_profile(config.profile_marker))
     try:
         worker.work(burst=burst, with_scheduler=False)
     finally:

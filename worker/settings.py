@@ -184,6 +184,15 @@ class Settings:
         "the target OS image, one a line, `{abi}` replaced by the worker's ABI (Debian's "
         "base system on the builder, Essential and required/important packages and all "
         "they depend on, counts as preinstalled anyway)", optional)
+    build_deps_file: Path | None = setting(
+        "WHEELWRIGHT_BUILD_DEPS", "", "file mapping projects to the extra Debian packages "
+        "their builds need (`project: package ...`); a build whose packages are not all "
+        "installed fails before pip runs", optional_path,
+        shown_default="worker/build-deps.txt")
+    profile_marker: Path = setting(
+        "WHEELWRIGHT_PROFILE_MARKER", "/etc/wheelwright/builder-profile", "file where "
+        "`python -m worker profile --install` records the builder profile version it "
+        "installed; workers report it in their health and builds", Path)
     push_retries: int = setting(
         "WHEELWRIGHT_PUSH_RETRIES", "6", "attempts at a push before the job fails "
         "(network errors, 5xx)", int)

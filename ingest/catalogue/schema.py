@@ -198,6 +198,35 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX wheel_copies_project ON wheel_copies (project);
     """,
+    # Each build records the machine that made it, as the worker describes itself
+    # (`worker` stays the name its token authenticates: a chroot worker pushes with
+    # its host's token), and a failed build why it failed (publish.failures), NULL
+    # when the log says nothing we recognise or the build is older than this. A
+    # wheel says whether it holds compiled code: 1 it has ELF files; 0 it is tagged
+    # for a platform or ABI yet has none (its optional extension failed to build,
+    # and it fell back to pure Python); NULL a pure wheel, or recorded before. A
+    # wheel without its code is rebuilt once per newer builder profile
+    # (ingest.profile_rebuilds), remembered in profile_rebuilds: the `rebuilds` row
+    # goes with the push, and a builder still on the old profile must not loop.
+    """
+    ALTER TABLE builds ADD COLUMN machine TEXT;
+    ALTER TABLE builds ADD COLUMN profile INTEGER;
+    ALTER TABLE builds ADD COLUMN os_release TEXT;
+    ALTER TABLE builds ADD COLUMN toolchain TEXT;
+    ALTER TABLE builds ADD COLUMN failure_reason TEXT;
+    ALTER TABLE builds ADD COLUMN failure_detail TEXT;
+    ALTER TABLE builds ADD COLUMN failure_package TEXT;
+    ALTER TABLE wheels ADD COLUMN compiled INTEGER CHECK (compiled IN (0, 1));
+    CREATE INDEX wheels_without_code ON wheels (project, version) WHERE compiled = 0;
+    CREATE TABLE profile_rebuilds (
+        project      TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        abi          TEXT NOT NULL,
+        profile      INTEGER NOT NULL,   -- the builder profile version it was queued for
+        requested_at TEXT NOT NULL,
+        PRIMARY KEY (project, version, abi, profile)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

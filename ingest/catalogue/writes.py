@@ -199,6 +199,30 @@ class ReportedFileLike(Protocol):
     def armv6(self) -> bool | None: ...  # runs on a Pi Zero/1; None: unknown
 
 
+class MachineLike(Protocol):
+    """The builder a report names (worker.wire.Machine)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def profile(self) -> int: ...
+    @property
+    def os_release(self) -> str: ...
+    @property
+    def toolchain(self) -> str: ...
+
+
+class FailureLike(Protocol):
+    """Why a build failed, read from its log (publish.failures.Failure)."""
+
+    @property
+    def reason(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def package(self) -> str | None: ...
+
+
 class BuildReportLike(Protocol):
     @property
     def project(self) -> str: ...
@@ -214,6 +238,8 @@ class BuildReportLike(Protocol):
     def worker(self) -> str: ...
     @property
     def files(self) -> Sequence[ReportedFileLike]: ...
+    @property
+    def machine(self) -> MachineLike | None: ...  # None from workers older than it
 
 
 class WheelLike(Protocol):
@@ -255,22 +281,34 @@ class WheelCopy:
 
 def record_build(conn: sqlite3.Connection, report: BuildReportLike,
                  wheels: Iterable[WheelLike], log_path: str | None,
-                 copies: Iterable[WheelCopy] = ()) -> None:
+                 copies: Iterable[WheelCopy] = (), failure: FailureLike | None = None,
+                 compiled: Mapping[str, bool | None] | None = None) -> None:
     """Store a build and its wheels in one transaction, replacing any earlier record
     of the same build (a re-push is the same build told again). Every wheel is one
     of the report's files, by name; `copies` are the build's wheels whose names
-    another ABI built first."""
+    another ABI built first. `failure`: why a failed build failed, when its log
+    says; `compiled`: by file name, whether each wheel holds compiled code (see the
+    catalogue's migration that added it), None or missing when it is pure."""
     built_at = now_iso()
     reported = {f.filename: f for f in report.files}
+    machine = report.machine
+    compiled = compiled or {}
     with transaction(conn):
         conn.execute(
             "INSERT OR REPLACE INTO builds (project, version, abi, status, worker, duration, "
-            "built_at, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "built_at, log_path, machine, profile, os_release, toolchain, failure_reason, "
+            "failure_detail, failure_package) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (report.project, report.version, report.abi, report.status, report.worker,
-             report.duration, built_at, log_path),
+             report.duration, built_at, log_path,
+             *((machine.name, machine.profile, machine.os_release, machine.toolchain)
+               if machine is not None else (None,) * 4),
+             *((failure.reason, failure.detail, failure.package)
+               if failure is not None else (None,) * 3)),
         )
         for wheel in wheels:
-            _record_wheel(conn, report, wheel, reported[wheel.filename], built_at)
+            _record_wheel(conn, report, wheel, reported[wheel.filename], built_at,
+                          compiled.get(wheel.filename))
         for copy in copies:
             _record_copy(conn, copy, built_at)
 
@@ -291,18 +329,19 @@ def _record_copy(conn: sqlite3.Connection, copy: WheelCopy, built_at: str) -> No
 
 
 def _record_wheel(conn: sqlite3.Connection, report: BuildReportLike, wheel: WheelLike,
-                  file: ReportedFileLike, built_at: str) -> None:
+                  file: ReportedFileLike, built_at: str, compiled: bool | None) -> None:
     # A re-push of the same file keeps its first upload time, as an index should.
     row = conn.execute("SELECT uploaded_at FROM wheels WHERE filename = ? AND sha256 = ?",
                        (wheel.filename, file.sha256)).fetchone()
     conn.execute(
         "INSERT OR REPLACE INTO wheels (filename, project, version, builder_abi, "
         "python_tag, abi_tag, platform_tag, size, sha256, requires_python, "
-        "metadata_sha256, uploaded_at, armv6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "metadata_sha256, uploaded_at, armv6, compiled) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (wheel.filename, report.project, report.version, report.abi, wheel.python_tag,
          wheel.abi_tag, wheel.platform_tag, file.size, file.sha256,
          wheel.requires_python, hashlib.sha256(wheel.metadata).hexdigest(),
-         row[0] if row else built_at, file.armv6),
+         row[0] if row else built_at, file.armv6, compiled),
     )
     conn.execute("DELETE FROM dependencies WHERE filename = ?", (wheel.filename,))
     conn.execute("DELETE FROM unresolved_sonames WHERE filename = ?", (wheel.filename,))
@@ -364,8 +403,11 @@ def delete_orphan_rows(conn: sqlite3.Connection, project: str, filenames: Iterab
             conn.executemany(f"DELETE FROM {table} WHERE filename = ?", files)  # noqa: S608
         conn.executemany("DELETE FROM wheel_copies WHERE filename = ? AND builder_abi = ?",
                          list(copies))
-        conn.executemany("DELETE FROM builds WHERE project = ? AND version = ? AND abi = ?",
-                         [(project, version, abi) for version, abi in builds])
+        # A release deleted and released again starts with no profile rebuilds.
+        keys = [(project, version, abi) for version, abi in builds]
+        for table in ("builds", "profile_rebuilds"):
+            conn.executemany(f"DELETE FROM {table} WHERE project = ? "  # noqa: S608
+                             "AND version = ? AND abi = ?", keys)
 
 
 _DEAD_WHEELS = "SELECT filename FROM wheels WHERE project NOT IN (SELECT name FROM live_projects)"
@@ -378,6 +420,8 @@ def delete_dead_project_rows(conn: sqlite3.Connection) -> None:
             conn.execute(f"DELETE FROM {table} WHERE filename IN ({_DEAD_WHEELS})")  # noqa: S608
         conn.execute("DELETE FROM wheels WHERE project NOT IN (SELECT name FROM live_projects)")
         conn.execute("DELETE FROM builds WHERE project NOT IN (SELECT name FROM live_projects)")
+        conn.execute("DELETE FROM profile_rebuilds "
+                     "WHERE project NOT IN (SELECT name FROM live_projects)")
 
 
 # --- an operator's decisions, written by python -m ingest admin ------------------------
@@ -457,6 +501,16 @@ def request_rebuild(conn: sqlite3.Connection, project: str, version: str, abi: s
     statement: atomic on its own."""
     conn.execute("INSERT OR REPLACE INTO rebuilds (project, version, abi, requested_at) "
                  "VALUES (?, ?, ?, ?)", (project, version, abi, now_iso()))
+
+
+def record_profile_rebuild(conn: sqlite3.Connection, project: str, version: str,
+                           abi: str, profile: int) -> None:
+    """Remember that the build was queued again for builder profile `profile`
+    (ingest.profile_rebuilds): never again for that profile, however often the
+    scheduler looks. One statement: atomic on its own."""
+    conn.execute("INSERT OR IGNORE INTO profile_rebuilds (project, version, abi, profile, "
+                 "requested_at) VALUES (?, ?, ?, ?, ?)",
+                 (project, version, abi, profile, now_iso()))
 
 
 def clear_rebuild(conn: sqlite3.Connection, project: str, version: str, abi: str) -> None:

@@ -1,0 +1,365 @@
+"""What a build record holds beyond its status (issue 15): the machine that made it,
+why it failed, and whether its wheels hold compiled code; a wheel built without its
+code is rebuilt once the builder profile is newer than the one it was built with."""
+
+from __future__ import annotations
+
+import _sqlite3
+import gzip
+import html
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from rq import Queue
+
+from ingest import catalogue
+from ingest.__main__ import main as ingest_main
+from ingest.catalogue import schema
+from ingest.migrations import migrate
+from ingest.profile_rebuilds import queue_profile_rebuilds
+from publish.contents import Contents, cache_path
+from publish.intake import Intake, compiled_code
+from publish.releases import RELEASE_INDEXES
+from tests.publishing import apply_events, wheel_bytes
+from tests.sdists import optional_c_sdist, write_index
+from tests.servers import serve
+from tests.test_end_to_end import run_workers, write_events
+from worker.queues import SERIALIZER, build_job_id, build_queue_name
+from worker.wheel import inspect_wheel
+from worker.wire import Machine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the catalogue ---------------------------------------------------------------------
+
+@dataclass
+class File:
+    filename: str
+    size: int = 3
+    sha256: str = "ab" * 32
+    apt_dependencies: list[str] = field(default_factory=list)
+    apt_preinstalled: list[str] = field(default_factory=list)
+    unresolved_sonames: list[str] = field(default_factory=list)
+    armv6: bool | None = None
+
+
+@dataclass
+class Report:
+    project: str
+    version: str
+    abi: str = "cp311"
+    status: str = "success"
+    duration: float = 1.5
+    worker: str = "pi-1"
+    files: list[File] = field(default_factory=list)
+    machine: Machine | None = None
+
+
+@dataclass
+class Wheel:
+    filename: str
+    python_tag: str = "cp311"
+    abi_tag: str = "cp311"
+    platform_tag: str = "linux_armv7l"
+    requires_python: str | None = None
+    metadata: bytes = b"Metadata-Version: 2.1\n"
+    requires_dist: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Failure:
+    reason: str
+    detail: str
+    package: str | None
+
+
+CHROOT = Machine(name="pi-1-armhf", profile=3, os_release="Debian GNU/Linux 12 (bookworm)",
+                 toolchain="gcc (Debian 12.2.0-14) 12.2.0")
+EVENTS = [("Alpha", "1.0", "new release"),
+          ("Alpha", "1.0", "add source file alpha-1.0.tar.gz"),
+          ("Alpha", "2.0", "new release"),
+          ("Alpha", "2.0", "add source file alpha-2.0.tar.gz")]
+
+
+def test_a_catalogue_of_the_previous_schema_migrates_in_place(tmp_path):
+    path = tmp_path / "catalogue.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    migrate(old, schema.MIGRATIONS[:-1], "catalogue")  # as it was: one migration fewer
+    apply_events(old, EVENTS)
+    old.execute("INSERT INTO builds (project, version, abi, status, worker, duration, "
+                "built_at, log_path) VALUES ('alpha', '1.0', 'cp311', 'failed', 'pi-1', 2.0, "
+                "'2025-01-01T00:00:00Z', 'logs/alpha/1.0/cp311.txt.gz')")
+    old.execute("INSERT INTO wheels (filename, project, version, builder_abi, python_tag, "
+                "abi_tag, platform_tag, size, sha256, uploaded_at, armv6) VALUES "
+                "('alpha-2.0-cp311-cp311-linux_armv7l.whl', 'alpha', '2.0', 'cp311', "
+                "'cp311', 'cp311', 'linux_armv7l', 3, 'x', '2025-01-01T00:00:00Z', 1)")
+    before = old.execute("SELECT * FROM builds").fetchall()
+    assert old.execute("PRAGMA user_version").fetchone()[0] == len(schema.MIGRATIONS) - 1
+    old.close()
+
+    conn = catalogue.connect(path)  # what every process does when it opens it
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    rows = conn.execute("SELECT * FROM builds").fetchall()
+    assert [tuple(r)[:len(before[0])] for r in rows] == before
+    assert tuple(conn.execute(
+        "SELECT machine, profile, os_release, toolchain, failure_reason, failure_detail, "
+        "failure_package FROM live_builds").fetchone()) == (None,) * 7
+    assert tuple(conn.execute("SELECT armv6, compiled FROM wheels").fetchone()) == (1, None)
+    assert conn.execute("SELECT COUNT(*) FROM profile_rebuilds").fetchone()[0] == 0
+    with pytest.raises(sqlite3.IntegrityError):  # 0, 1 or NULL only
+        conn.execute("UPDATE wheels SET compiled = 2")
+    conn.close()
+
+
+def test_record_build_stores_the_machine_the_failure_and_compiled(tmp_path):
+    conn = catalogue.connect(tmp_path / "catalogue.db")
+    apply_events(conn, EVENTS)
+    catalogue.record_build(conn, Report("alpha", "1.0", status="failed", machine=CHROOT),
+                           [], "logs/alpha/1.0/cp311.txt.gz",
+                           failure=Failure("missing-header", "yaml.h", "libyaml-dev"))
+    name = "alpha-2.0-cp311-cp311-linux_armv7l.whl"
+    catalogue.record_build(conn, Report("alpha", "2.0", files=[File(name)]), [Wheel(name)],
+                           None, compiled={name: False})
+    assert tuple(conn.execute(
+        "SELECT worker, machine, profile, os_release, toolchain, failure_reason, "
+        "failure_detail, failure_package FROM builds WHERE version = '1.0'").fetchone()) == (
+        "pi-1", "pi-1-armhf", 3, "Debian GNU/Linux 12 (bookworm)",
+        "gcc (Debian 12.2.0-14) 12.2.0", "missing-header", "yaml.h", "libyaml-dev")
+    # From a worker older than the machine record: none, and no failure either.
+    assert tuple(conn.execute("SELECT machine, profile, failure_reason FROM builds "
+                              "WHERE version = '2.0'").fetchone()) == (None, None, None)
+    assert conn.execute("SELECT compiled FROM wheels").fetchone()[0] == 0
+    conn.close()
+
+
+# --- compiled code, read from the file -------------------------------------------------
+
+def _wheel(tmp_path: Path, filename: str, elf: bytes | None = None) -> Path:
+    data, _ = wheel_bytes("alpha", "1.0", filename)
+    if elf is not None:  # add an extension module to the wheel, RECORD aside
+        buffer = io.BytesIO(data)
+        with zipfile.ZipFile(buffer, "a") as archive:
+            archive.writestr("alpha/_speedups.so", elf)
+        data = buffer.getvalue()
+    path = tmp_path / filename
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("filename", "with_elf", "expected"), [
+    ("alpha-1.0-cp311-cp311-linux_armv7l.whl", True, True),
+    ("alpha-1.0-cp311-cp311-linux_armv7l.whl", False, False),  # built without its code
+    ("alpha-1.0-cp311-abi3-linux_armv7l.whl", False, False),
+    ("alpha-1.0-py3-none-linux_armv7l.whl", False, False),  # a platform, and no code
+    ("alpha-1.0-py3-none-any.whl", False, None),  # pure: nothing to say
+])
+def test_compiled_code_is_read_from_the_wheel(tmp_path, filename, with_elf, expected):
+    elf = Path(_sqlite3.__file__).read_bytes() if with_elf else None  # a real ELF file
+    path = _wheel(tmp_path, filename, elf)
+    wheel = inspect_wheel(path, "alpha", "1.0", filename)
+    with zipfile.ZipFile(path) as archive:
+        assert compiled_code(wheel, archive) is expected
+
+
+# --- a wheel without its compiled code, published, then rebuilt once -------------------
+
+PROFILE = "# version: {version}\nbuild-essential  # every C extension\n"
+
+
+@pytest.fixture
+def farm(tmp_path, config, redis, offline_pip, backend_wheels, monkeypatch):
+    """A real worker building from a file index, the intake over HTTP, a builder
+    profile of our own (version 5) that the worker has installed."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    index = write_index(tmp_path / "upstream", [
+        optional_c_sdist(sources, "ww-yamlish", "1.0"),
+        optional_c_sdist(sources, "ww-needs-header", "1.0", optional=False),
+        *backend_wheels])
+    monkeypatch.setenv("WHEELWRIGHT_BUILD_INDEX_URL", index)
+    profile = tmp_path / "builder-profile.txt"
+    profile.write_text(PROFILE.format(version=5))
+    marker = tmp_path / "installed-profile"
+    marker.write_text("5\n")
+    monkeypatch.setenv("WHEELWRIGHT_BUILDER_PROFILE", str(profile))
+    monkeypatch.setenv("WHEELWRIGHT_PROFILE_MARKER", str(marker))
+    intake = serve(Intake(config).app)
+    monkeypatch.setenv("WHEELWRIGHT_INTAKE_URL", intake.url)
+    try:
+        yield profile
+    finally:
+        intake.stop()
+
+
+def _events(tmp_path: Path, *names: str) -> Path:
+    events = []
+    for i, name in enumerate(names):
+        module = name.replace("-", "_")
+        events += [(1_000_001 + 2 * i, name, "1.0", "new release"),
+                   (1_000_002 + 2 * i, name, "1.0", f"add source file {module}-1.0.tar.gz")]
+    return write_events(tmp_path / "events.jsonl", events)
+
+
+def test_a_wheel_built_without_its_code_is_marked_then_rebuilt_once_per_profile(
+        tmp_path, config, redis, farm):
+    ingest_main(["replay", str(_events(tmp_path, "ww-yamlish"))])
+    abi = config.abis[0]
+    run_workers(redis, abi)
+
+    conn = catalogue.connect(config.catalogue_path)
+    [wheel] = conn.execute("SELECT filename, compiled FROM wheels").fetchall()
+    assert wheel["filename"].startswith(f"ww_yamlish-1.0-{abi}-{abi}-linux_")
+    assert wheel["compiled"] == 0
+    build = conn.execute("SELECT * FROM builds").fetchone()
+    assert (build["status"], build["worker"], build["machine"], build["profile"]) == (
+        "success", "test-worker", "test-worker", 5)
+    assert build["os_release"] and build["failure_reason"] is None
+
+    page = (config.www_dir / "project" / "ww-yamlish" / "index.html").read_text()
+    [row] = [line for line in page.splitlines() if wheel["filename"] + "</a>" in line]
+    assert "built without compiled code</span>" in row
+    assert "built on test-worker: " in page and "builder profile 5" in page
+    document = json.loads((config.www_dir / "project" / "ww-yamlish" / "json" /
+                           "index.json").read_text())
+    release = document["releases"]["1.0"]
+    assert release["files"][wheel["filename"]]["compiled"] is False
+    assert release["builds"][abi]["failure"] is None
+    assert release["builds"][abi]["machine"]["name"] == "test-worker"
+    assert release["builds"][abi]["machine"]["profile"] == 5
+
+    queue = Queue(build_queue_name(abi), connection=redis, serializer=SERIALIZER)
+    job_id = build_job_id("ww-yamlish", "1.0", abi)
+    ingest_main(["schedule"])  # the profile it was built with: nothing to do
+    assert queue.job_ids == []
+
+    farm.write_text(PROFILE.format(version=6))  # the library added to the profile
+    ingest_main(["schedule"])
+    ingest_main(["schedule"])  # a restart looks again: still one rebuild
+    assert queue.job_ids == [job_id]
+    assert [tuple(r) for r in conn.execute("SELECT project, version, abi FROM rebuilds")] \
+        == [("ww-yamlish", "1.0", abi)]
+
+    # The builder has not installed profile 6 yet: its rebuild still lacks the code,
+    # and is not asked for again for the same profile.
+    run_workers(redis, abi)
+    assert conn.execute("SELECT COUNT(*) FROM rebuilds").fetchone()[0] == 0  # replaced
+    ingest_main(["schedule"])
+    ingest_main(["schedule"])
+    assert queue.job_ids == []
+    assert [r[0] for r in conn.execute("SELECT profile FROM profile_rebuilds")] == [6]
+    conn.close()
+
+
+def test_profile_rebuilds_leave_alone_what_they_must(tmp_path, config, redis):
+    """Compiled wheels, pure ones, builds made with the current profile, skipped
+    releases and ABIs we do not build are not rebuilt; an older worker's build (no
+    profile known) is."""
+    conn = catalogue.connect(config.catalogue_path)
+    apply_events(conn, [(name, "1.0", action) for name in ("a", "b", "c", "d", "e", "f")
+                        for action in ("new release", f"add source file {name}-1.0.tar.gz")])
+
+    def built(project: str, tags: str, compiled: bool | None, profile: int | None,
+              abi: str = "cp311") -> None:
+        name = f"{project}-1.0-{tags}.whl"
+        machine = None if profile is None else Machine("pi", profile, "Debian", "gcc")
+        python, abi_tag, platform = tags.split("-")
+        catalogue.record_build(
+            conn, Report(project, "1.0", abi=abi, files=[File(name)], machine=machine),
+            [Wheel(name, python, abi_tag, platform)], None, compiled={name: compiled})
+
+    built("a", "cp311-cp311-linux_armv7l", False, 1)  # rebuilt
+    built("b", "cp311-cp311-linux_armv7l", True, 1)  # has its code
+    built("c", "py3-none-any", None, 1)  # pure
+    built("d", "cp311-cp311-linux_armv7l", False, 2)  # the current profile
+    built("e", "cp311-cp311-linux_armv7l", False, None)  # an older worker: rebuilt
+    built("f", "cp39-cp39-linux_armv7l", False, 1, abi="cp39")  # not an ABI we build
+    catalogue.set_operator_skip(conn, catalogue.OperatorSkip("a", "1.0", "cp311", "no"))
+
+    asked = queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0)
+    assert [(r.project, r.queued) for r in asked] == [("e", True)]
+    catalogue.set_operator_skip(conn, catalogue.OperatorSkip("a", "1.0", "cp311", None))
+    asked = queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0)
+    assert [(r.project, r.queued) for r in asked] == [("a", True)]
+    assert queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0) == []
+    # Its job already waits: a newer profile marks the build, and queues nothing more.
+    asked = queue_profile_rebuilds(conn, redis, 3, ["cp311"], 600, 0)
+    assert sorted((r.project, r.queued) for r in asked) == [("a", False), ("d", True),
+                                                             ("e", False)]
+    queue = Queue(build_queue_name("cp311"), connection=redis, serializer=SERIALIZER)
+    assert sorted(queue.job_ids) == sorted(build_job_id(p, "1.0", "cp311")
+                                           for p in ("a", "d", "e"))
+    conn.close()
+
+
+def test_a_failed_build_says_why_and_which_package_to_install(tmp_path, config, redis, farm):
+    from publish.failures import classify, label
+
+    abi = config.abis[0]
+    release = RELEASE_INDEXES.get(abi)
+    if release is None:
+        pytest.skip(f"{abi} is no Raspberry Pi OS release's: no Contents index to look in")
+    # A cached Contents index of the build's release (publish.contents), naming the
+    # package of the header the extension wants; the intake only reads it.
+    index = tmp_path / "Contents-armhf.gz"
+    index.write_bytes(gzip.compress(
+        b"usr/include/wheelwright_absent_library.h    libdevel/libwwabsent-dev\n"
+        b"usr/include/zlib.h                          libdevel/zlib1g-dev\n"))
+    Contents.build(cache_path(config.data_dir, release.codename, "armhf"), [index]).close()
+
+    ingest_main(["replay", str(_events(tmp_path, "ww-needs-header"))])
+    run_workers(redis, abi)
+
+    conn = catalogue.connect(config.catalogue_path)
+    build = conn.execute("SELECT * FROM builds").fetchone()
+    assert build["status"] == "failed" and build["machine"] == "test-worker"
+    assert build["failure_reason"] is not None
+    assert "wheelwright_absent_library.h" in build["failure_detail"]
+    assert build["failure_package"] == "libwwabsent-dev"
+    log = gzip.decompress((config.www_dir / build["log_path"]).read_bytes()).decode()
+    failure = classify(log, None)  # the same log without the index: no package
+    assert failure is not None and failure.package is None
+    conn.close()
+
+    page = (config.www_dir / "project" / "ww-needs-header" / "index.html").read_text()
+    said = label(Failure(build["failure_reason"], build["failure_detail"], "libwwabsent-dev"))
+    [cell] = [line for line in page.splitlines() if "✗ failed</a>" in line]
+    assert f'<span class="reason">{html.escape(said, quote=True)}</span>' in cell
+    assert "libwwabsent-dev" in said
+    document = json.loads((config.www_dir / "project" / "ww-needs-header" / "json" /
+                           "index.json").read_text())
+    assert document["releases"]["1.0"]["builds"][abi]["failure"] == {
+        "reason": build["failure_reason"], "detail": build["failure_detail"],
+        "package": "libwwabsent-dev"}
+
+
+def test_the_contents_command_keeps_a_fresh_cache_without_a_mirror(tmp_path):
+    """`python -m publish contents` fills the cache the intake reads; one that is
+    fresh enough is used as it is, with no mirror asked."""
+    data = tmp_path / "var"
+    index = tmp_path / "Contents-armhf.gz"
+    index.write_bytes(gzip.compress(b"usr/include/yaml.h    libdevel/libyaml-dev\n"))
+    path = cache_path(data, "bookworm", "armhf")
+    Contents.build(path, [index]).close()
+    env = {**os.environ, "WHEELWRIGHT_DATA": str(data), "WHEELWRIGHT_ARM_MIRROR":
+           "http://127.0.0.1:9/unreachable/debian"}
+    done = subprocess.run([sys.executable, "-m", "publish", "contents", "--codename",
+                           "bookworm"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"{path}: 1 entries" in done.stdout
+    # Forced, with the mirror out of reach: the old cache stays, and says so.
+    done = subprocess.run([sys.executable, "-m", "publish", "contents", "--codename",
+                           "bookworm", "--refresh"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert "could not refresh" in done.stdout and done.returncode == 0
+    with Contents(path) as contents:
+        assert contents.package_for_header("yaml.h") == "libyaml-dev"

@@ -1,0 +1,331 @@
+"""Downloads on project pages, in project JSON and packages.json, read from a real
+stats.db made by the real loader; Atom feeds parsed by feedparser; badges parsed as
+SVG; strangers' names and versions escaped in both."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import xml.etree.ElementTree as ET
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import feedparser
+import pytest
+import sqlite_utils
+
+from ingest import catalogue, settings
+from publish import downloads as shown_downloads
+from publish import index, jobs, pages
+from publish.releases import Build, Project, Release, Wheel
+from stats.clients import ClientHasher
+from stats.downloads import Downloads, project_downloads, today_utc
+from stats.loader import Parser, load_file
+from stats.store import open_db
+from tests.publishing import HOSTILE_VERSION, make_catalogue
+from tests.stats_logs import GOOGLEBOT, PIP20, PIP23, line, write_log
+
+SVG = "{http://www.w3.org/2000/svg}"
+ATOM = "{http://www.w3.org/2005/Atom}"
+PUBLIC = "http://pi.example/"
+ALPHA_WHL = "alpha-1.0-cp311-cp311-linux_armv7l.whl"
+NASTY = '1.0<&">\'x'
+
+
+def download(when: datetime, project: str, filename: str, agent: str = PIP23,
+             ip: str = "192.0.2.1") -> str:
+    return line(ip, when, f"GET /simple/{project}/{filename} HTTP/1.1", 200, 4096, agent)
+
+
+def make_stats(path: Path, now: datetime) -> None:
+    """alpha: 3 downloads in the last 30 days, 4 in all (a bot's not counted);
+    gamma: 1 recent; beta-lib: 2, both 40 days ago."""
+    day = timedelta(days=1)
+    lines = [
+        download(now - 40 * day, "alpha", ALPHA_WHL),
+        download(now - 40 * day, "beta-lib", "beta_lib-0.1-py3-none-any.whl"),
+        download(now - 40 * day + timedelta(minutes=1), "beta-lib",
+                 "beta_lib-0.1-py3-none-any.whl", PIP20, "192.0.2.9"),
+        download(now - 10 * day, "alpha", ALPHA_WHL, PIP20, "192.0.2.2"),
+        download(now - 10 * day, "gamma", "gamma-1.1-cp311-cp311-linux_armv7l.whl"),
+        download(now - timedelta(minutes=3), "alpha", ALPHA_WHL),
+        download(now - timedelta(minutes=2), "alpha", ALPHA_WHL, GOOGLEBOT, "192.0.2.7"),
+        download(now - timedelta(minutes=1), "alpha", ALPHA_WHL, PIP20, "192.0.2.3"),
+    ]
+    log = path.parent / "access.log"
+    write_log(log, lines)
+    db = open_db(path)
+    load_file(db, Parser(ClientHasher(b"k" * 32)), log)
+    db.conn.close()
+
+
+@pytest.fixture
+def now() -> datetime:
+    # A few minutes past the start of the day would put "today's" downloads in
+    # yesterday; the figures are the same either way (all within 30 days).
+    return datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch) -> settings.Settings:
+    monkeypatch.setenv("WHEELWRIGHT_DATA", str(tmp_path / "var"))
+    monkeypatch.setenv("WHEELWRIGHT_ABIS", "cp311,cp39")
+    monkeypatch.setenv("WHEELWRIGHT_PUBLIC_URL", PUBLIC)
+    monkeypatch.setenv("WHEELWRIGHT_PYPI_URL", "http://upstream.example")
+    monkeypatch.delenv("WHEELWRIGHT_DOWNLOADS_REFRESH", raising=False)
+    (tmp_path / "var").mkdir()
+    return settings.load()
+
+
+@pytest.fixture
+def published(config):
+    """The fixture catalogue published as the publish worker would, no stats yet."""
+    conn = catalogue.connect(config.catalogue_path)
+    make_catalogue(conn, config.www_dir)
+    conn.commit()
+    index.publish_all(conn, config.www_dir, index.site_of(config))
+    yield conn
+    conn.close()
+
+
+def stamps(www: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(www).as_posix(): (p.lstat().st_ino, p.lstat().st_mtime_ns)
+            for p in www.rglob("*") if p.is_symlink() or not p.is_dir()}
+
+
+# --- stats.downloads --------------------------------------------------------------
+
+def test_project_downloads_reads_the_rollups(tmp_path, now):
+    stats = tmp_path / "stats.db"
+    make_stats(stats, now)
+    today = now.strftime("%Y-%m-%d")
+    every = project_downloads(stats, today=today)
+    assert every == {"alpha": Downloads(3, 4), "gamma": Downloads(1, 1),
+                     "beta-lib": Downloads(0, 2)}
+    # By name, looked up day by day: the same figures, and zeros for a name never seen.
+    assert project_downloads(stats, ["alpha", "beta-lib", "nobody"], today=today) == {
+        "alpha": Downloads(3, 4), "beta-lib": Downloads(0, 2), "nobody": Downloads()}
+    # Read as of 20 days later, only the latest downloads are in the last 30 days.
+    later = (now + timedelta(days=20)).strftime("%Y-%m-%d")
+    assert project_downloads(stats, today=later)["alpha"] == Downloads(2, 4)
+
+
+def test_raw_rows_are_not_what_is_read(tmp_path, now):
+    """Pruned raw rows (as retention does) leave the figures as they were."""
+    stats = tmp_path / "stats.db"
+    make_stats(stats, now)
+    with closing(sqlite3.connect(stats)) as conn:
+        conn.execute("DELETE FROM requests")
+        conn.commit()
+    assert project_downloads(stats)["alpha"] == Downloads(3, 4)
+
+
+def test_a_missing_or_old_stats_db_gives_nothing(tmp_path):
+    assert project_downloads(tmp_path / "missing.db") == {}
+    assert project_downloads(tmp_path / "missing.db", ["alpha"]) == {"alpha": Downloads()}
+    old = tmp_path / "old.db"  # a stats.db from before the rollups
+    sqlite_utils.Database(old)["requests"].insert({"time": "2024-01-01", "kind": "download"})
+    assert project_downloads(old) == {}
+    assert project_downloads(old, ["alpha"]) == {"alpha": Downloads()}
+    assert not (tmp_path / "missing.db").exists()  # read-only: nothing made
+
+
+# --- downloads on pages -------------------------------------------------------------
+
+def test_pages_show_downloads_after_the_daily_refresh(config, published, now):
+    www = config.www_dir
+    page = www / "project" / "alpha" / "index.html"
+    assert "Downloads:" not in page.read_text()  # no stats.db: no line, not a made-up 0
+    assert "downloads_all" not in (www / "project" / "alpha" / "json" / "index.json").read_text()
+    assert jobs.refresh_downloads_if_due(config).changed == []  # no stats.db yet
+    make_stats(config.stats_path, now)
+    assert jobs.refresh_downloads_if_due(config) is None  # refreshed less than a day ago
+    before = stamps(www)
+
+    refreshed = jobs.refresh_downloads_if_due(config, force=True)
+    today = today_utc()
+    assert refreshed.changed == ["alpha", "beta-lib", "gamma"]
+    text = page.read_text()
+    assert ("Downloads: <strong>3</strong> in the last 30 days, <strong>4</strong> in all, "
+            f"as of {today} (UTC)") in text
+    data = json.loads((www / "project" / "alpha" / "json" / "index.json").read_text())
+    assert (data["downloads_recent"], data["downloads_all"], data["downloads_as_of"]) == (
+        3, 4, today)
+    assert list(data)[:4] == ["package", "summary", "pypi_url", "piwheels_url"]
+    # Only the changed projects' pages, and packages.json, were written again.
+    after = stamps(www)
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    assert changed == ["packages.json",
+                       *[f"project/{name}/{file}" for name in ("alpha", "beta-lib", "gamma")
+                         for file in ("index.html", "json/index.json")]]
+    # Unchanged figures write nothing; a publish shows the record's figures too.
+    assert jobs.refresh_downloads_if_due(config, force=True).changed == []
+    assert stamps(www) == after
+    index.publish_project(published, www, index.site_of(config), "alpha")
+    assert page.read_text() == text
+
+
+def test_packages_json_ranks_by_downloads_with_piwheels_columns(config, published, now):
+    make_stats(config.stats_path, now)
+    jobs.refresh_downloads_if_due(config, force=True)
+    rows = json.loads((config.www_dir / "packages.json").read_text())
+    # piwheels' readers take `name, recent, all, *_` from each row.
+    figures = {name: (recent, total) for name, recent, total, *_ in rows}
+    assert figures["alpha"] == (3, 4) and figures["empty-one"] == (0, 0)
+    assert [row[0] for row in rows][:3] == ["alpha", "gamma", "beta-lib"]
+    assert rows[0][3:] == ["Fast arrays for Pis", ""]  # summary, then version
+    ranks = [(-row[1], -row[2], row[0]) for row in rows]
+    assert ranks == sorted(ranks)
+
+
+def test_a_stats_db_being_rebuilt_does_not_wipe_the_figures(config, published, now):
+    make_stats(config.stats_path, now)
+    jobs.refresh_downloads_if_due(config, force=True)
+    os.rename(config.stats_path, config.stats_path.with_suffix(".moved"))
+    assert jobs.refresh_downloads_if_due(config, force=True).changed == []
+    assert "<strong>4</strong> in all" in (
+        config.www_dir / "project" / "alpha" / "index.html").read_text()
+
+
+def test_pages_pending_after_a_crash_are_written_next_time(config, published, now):
+    make_stats(config.stats_path, now)
+    record = index.site_of(config).downloads_path
+    # A refresh that recorded the figures and died before writing any page:
+    shown_downloads.refresh(record, project_downloads(config.stats_path), today_utc())
+    assert "Downloads:" not in (config.www_dir / "project" / "gamma" / "index.html").read_text()
+    assert jobs.refresh_downloads_if_due(config, force=True).changed == [
+        "alpha", "beta-lib", "gamma"]
+    assert "Downloads:" in (config.www_dir / "project" / "gamma" / "index.html").read_text()
+
+
+# --- feeds --------------------------------------------------------------------------
+
+def parse_feed(path: Path) -> feedparser.FeedParserDict:
+    parsed = feedparser.parse(path.read_bytes())
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    return parsed
+
+
+def test_index_feed_lists_new_builds_newest_first(config, published):
+    www = config.www_dir
+    parsed = parse_feed(www / "feed.xml")
+    entries = parsed.entries
+    # Successful builds only (alpha 2.0rc1's failed); those of the deleted release
+    # (gamma 1.0) and project (gone) went with them.
+    assert [(e.title, e.updated) for e in entries] == [
+        ("beta_lib 0.1 built for cp311", "2024-01-05T12:00:04Z"),
+        ("Alpha 1.1 built for cp311", "2024-01-03T12:00:02Z"),
+        ("Alpha 1.0 built for cp39", "2024-01-02T12:00:01Z"),
+        ("Alpha 1.0 built for cp311", "2024-01-01T12:00:00Z"),
+    ]
+    stamps_ = [e.updated_parsed for e in entries]
+    assert stamps_ == sorted(stamps_, reverse=True)
+    assert len({e.id for e in entries}) == len(entries)
+    assert entries[0].link.startswith(f"{PUBLIC}project/")
+    assert parsed.feed.id == f"{PUBLIC}feed.xml"
+    home = (www / "index.html").read_text()
+    assert '<link rel="alternate" type="application/atom+xml" title="New builds" ' \
+           'href="feed.xml">' in home
+
+
+def test_feed_ids_are_stable_and_the_index_feed_is_bounded(config, published):
+    www = config.www_dir
+    ids = [e.id for e in parse_feed(www / "feed.xml").entries]
+    conn = published
+    conn.executemany(
+        "INSERT INTO builds (project, version, abi, status, worker, duration, built_at, "
+        "log_path) VALUES ('alpha', ?, 'cp37m', 'success', 'pi-1', 1.0, ?, NULL)",
+        [(f"9.{i}", f"2025-03-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z")
+         for i in range(150)])
+    conn.commit()
+    index.write_home(conn, www, index.site_of(config))
+    entries = parse_feed(www / "feed.xml").entries
+    assert len(entries) == 100
+    assert entries[0].title == "Alpha 9.149 built for cp37m"
+    assert entries[0].updated == "2025-03-01T00:02:29Z"
+    index.write_home(conn, www, index.site_of(config))
+    assert [e.id for e in parse_feed(www / "feed.xml").entries] == [e.id for e in entries]
+    assert not set(ids) & {e.id for e in entries}  # the old builds fell off the end
+
+
+def test_project_feeds_and_failures_feed(config, published):
+    project = config.www_dir / "project" / "alpha"
+    builds = parse_feed(project / "feed.xml")
+    assert [e.title for e in builds.entries] == [
+        "Alpha 1.1 built for cp311", "Alpha 1.0 built for cp39", "Alpha 1.0 built for cp311"]
+    assert builds.feed.id == f"{PUBLIC}project/alpha/feed.xml"
+    failures = parse_feed(project / "failures.xml")
+    [failed] = failures.entries
+    assert failed.title == "Alpha 2.0rc1 failed for cp311"
+    assert failed.link == f"{PUBLIC}logs/alpha/2.0rc1/cp311.txt.gz"
+    page = (project / "index.html").read_text()
+    assert 'rel="alternate" type="application/atom+xml" title="New builds of Alpha" ' \
+           'href="feed.xml">' in page
+    assert 'title="Failed builds of Alpha" href="failures.xml">' in page
+    # A project without failed builds has no failures feed, and no link to one.
+    assert not (config.www_dir / "project" / "beta-lib" / "failures.xml").exists()
+    assert "failures.xml" not in (config.www_dir / "project" / "beta-lib" /
+                                  "index.html").read_text()
+    # When the failure is built again, successfully, the failures feed goes.
+    published.execute("UPDATE builds SET status = 'success' WHERE project = 'alpha' "
+                      "AND version = '2.0rc1'")
+    index.publish_project(published, config.www_dir, index.site_of(config), "alpha")
+    assert not (project / "failures.xml").exists()
+    assert "failures.xml" not in (project / "index.html").read_text()
+
+
+def test_feeds_escape_strangers_names_and_versions(config, published):
+    failures = config.www_dir / "project" / "hostile" / "failures.xml"
+    raw = failures.read_text()
+    assert "<img" not in raw and "<b>" not in raw
+    root = ET.parse(failures).getroot()
+    [entry] = root.findall(f"{ATOM}entry")
+    assert entry.findtext(f"{ATOM}title") == f'<b>"hostile"</b> {HOSTILE_VERSION} failed for cp311'
+    parse_feed(failures)
+
+
+# --- badges -------------------------------------------------------------------------
+
+def svg_texts(data: str | bytes) -> tuple[ET.Element, list[str]]:
+    root = ET.fromstring(data)
+    assert root.tag == f"{SVG}svg"
+    return root, [t.text for t in root.iter(f"{SVG}text")]
+
+
+def test_badges_show_the_version_pip_installs_or_not_built(config, published):
+    project = config.www_dir / "project"
+    _, texts = svg_texts((project / "alpha" / "badge.svg").read_bytes())
+    assert texts == ["Raspberry Pi", "1.0"]  # 1.1 is yanked, 2.0rc1 failed
+    root, texts = svg_texts((project / "empty-one" / "badge.svg").read_bytes())
+    assert texts == ["Raspberry Pi", "not built"]
+    assert root.findtext(f"{SVG}title") == "empty-one on the Raspberry Pi: not built"
+    page = (project / "alpha" / "index.html").read_text()
+    assert (f"<pre>[![alpha on the Raspberry Pi]({PUBLIC}project/alpha/badge.svg)]"
+            f"({PUBLIC}project/alpha/)</pre>") in page
+    assert '<img src="badge.svg"' in page
+
+
+def test_badges_escape_names_and_versions():
+    wheel = Wheel(
+        filename="nasty-1.0-cp311-cp311-linux_armv7l.whl", version=NASTY,
+        builder_abi="cp311", python_tag="cp311", abi_tag="cp311",
+        platform_tag="linux_armv7l", size=1, sha256="ab" * 32, requires_python=None,
+        metadata_sha256=None, uploaded_at="2024-01-02T00:00:00Z")
+    release = Release(version=NASTY, released="2024-01-01T00:00:00Z", requires_python=None,
+                      yank_reason=None, skip_reason=None, yanked=False, has_source=True,
+                      wheels=[wheel], builds={"cp311": Build(
+                          NASTY, "cp311", "success", 1.0, "2024-01-02T00:00:00Z", None)})
+    project = Project(name="nasty", display_name='<Nasty & "co">', summary=None,
+                      skip_reason=None, releases=[release])
+    svg = pages.badge_svg(project)
+    assert "<Nasty" not in svg and NASTY not in svg
+    root, texts = svg_texts(svg)
+    assert texts == ["Raspberry Pi", NASTY]
+    assert root.findtext(f"{SVG}title") == f'<Nasty & "co"> on the Raspberry Pi: {NASTY}'
+    site = pages.Site(abis=("cp311",), public_url=PUBLIC, pypi_url=None)
+    feed = ET.fromstring(pages.feed_xml(pages.feeds.project_feed(site.public_url, project)))
+    assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}title") == \
+        f'<Nasty & "co"> {NASTY} built for cp311'
