@@ -68,6 +68,14 @@ def cmd_write(args, config: settings.Settings) -> None:
     print(f"wrote {count} projects into {config.www_dir}")
 
 
+def cmd_downloads(args, config: settings.Settings) -> None:
+    from publish.jobs import refresh_downloads_if_due
+
+    refreshed = refresh_downloads_if_due(config, force=True)
+    print(f"downloads read from {config.stats_path} for {refreshed.read} projects; "
+          f"pages of {len(refreshed.changed)} rewritten")
+
+
 def cmd_contents(args, config: settings.Settings) -> None:
     from publish.contents import cached, default_mirror
     from publish.releases import release_indexes
@@ -121,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
                        "leaving unchanged files alone and removing what belongs to "
                        "deleted projects and releases.")
     p.set_defaults(func=cmd_write)
+    p = sub.add_parser("downloads", help="show stats.db's downloads on the pages now",
+                       description="Read each project's downloads (30 days, all time) from "
+                       "stats.db and rewrite the pages whose figures changed, as the publish "
+                       "worker does every WHEELWRIGHT_DOWNLOADS_REFRESH seconds.")
+    p.set_defaults(func=cmd_downloads)
     p = sub.add_parser("contents", help="cache Debian's Contents index for failure reasons",
                        description="Download Debian's Contents index of a release and "
                        "architecture from WHEELWRIGHT_ARM_MIRROR (or this host's Debian "

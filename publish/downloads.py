@@ -87,6 +87,14 @@ def last_refresh(path: Path) -> float | None:
     return row[0] if row else None
 
 
+def has_figures(path: Path) -> bool:
+    """Whether the record shows any project's downloads yet."""
+    if not path.exists():
+        return False
+    with closing(_connect(path)) as conn:
+        return conn.execute("SELECT 1 FROM shown LIMIT 1").fetchone() is not None
+
+
 @dataclass
 class Refresh:
     changed: list[str]  # projects whose pages must be written again, in name order

@@ -42,6 +42,7 @@ QUIET = 1.0  # seconds without a publish before the home page is rewritten
 LONGEST = 3.0  # seconds a publish waits at most for the home page, however long the burst
 POLL = 0.2  # seconds between the refresher's looks at HOME_KEY
 DOWNLOADS_POLL = 60.0  # seconds between its looks at the downloads record's age
+FIRST_FIGURES = 600.0  # seconds between refreshes while no project has downloads yet
 
 
 class PublishJob(AllowlistJob):
@@ -132,8 +133,12 @@ def refresh_downloads_if_due(config: settings.Settings, force: bool = False
     record = site.downloads_path
     assert record is not None  # site_of always names it
     last = shown_downloads.last_refresh(record)
+    # Until stats.db has its first downloads, look again every FIRST_FIGURES seconds
+    # rather than once a day: a new farm's pages get figures on the day it serves.
+    every = config.downloads_refresh if shown_downloads.has_figures(record) else \
+        min(config.downloads_refresh, FIRST_FIGURES)
     if not force and (config.downloads_refresh <= 0 or (
-            last is not None and time.time() - last < config.downloads_refresh)):
+            last is not None and time.time() - last < every)):
         return None
     today = stats_downloads.today_utc()
     figures = stats_downloads.project_downloads(config.stats_path, today=today)

@@ -156,7 +156,7 @@ def release_rows(abis: list[str], project: Project) -> list[ReleaseRow]:
             skip_reasons=[skip_reason(project, release, abi) for abi in abis],
             wheels=sorted(release.wheels, key=lambda w: w.filename),
             machines=[machine_text(b.machine) if b else "" for b in builds],
-            machine_names=[f"{b.machine.name}, profile {b.machine.profile}"
+            machine_names=[f"{b.machine.name}, {profile_text(b.machine.profile)}"
                            if b and b.machine else "" for b in builds],
             failures=[failure_text(b.failure) if b else "" for b in builds],
         ))
@@ -168,7 +168,12 @@ def machine_text(machine: BuildMachine | None) -> str:
     if machine is None:
         return ""
     return (f"built on {machine.name}: {machine.os_release or 'an unknown OS'}, "
-            f"{machine.toolchain or 'no gcc'}, builder profile {machine.profile}")
+            f"{machine.toolchain or 'no gcc'}, {profile_text(machine.profile)}")
+
+
+def profile_text(version: int) -> str:
+    # Version 0: the builder never ran `python -m worker profile --install`.
+    return f"builder profile {version}" if version else "no builder profile"
 
 
 def failure_text(failure: BuildFailure | None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import xml.etree.ElementTree as ET
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
@@ -165,6 +166,18 @@ def test_pages_show_downloads_after_the_daily_refresh(config, published, now):
     assert stamps(www) == after
     index.publish_project(published, www, index.site_of(config), "alpha")
     assert page.read_text() == text
+
+
+def test_a_new_farm_gets_its_first_figures_within_minutes_not_a_day(config, published, now):
+    record = index.site_of(config).downloads_path
+    assert jobs.refresh_downloads_if_due(config).changed == []  # no stats.db yet
+    make_stats(config.stats_path, now)
+    assert jobs.refresh_downloads_if_due(config) is None  # looked a moment ago
+    shown_downloads.refresh(record, {}, today_utc(), now=time.time() - jobs.FIRST_FIGURES - 1)
+    assert jobs.refresh_downloads_if_due(config).changed == ["alpha", "beta-lib", "gamma"]
+    # With figures shown, the next look is a day away.
+    shown_downloads.refresh(record, {}, today_utc(), now=time.time() - jobs.FIRST_FIGURES - 1)
+    assert jobs.refresh_downloads_if_due(config) is None
 
 
 def test_packages_json_ranks_by_downloads_with_piwheels_columns(config, published, now):

@@ -18,7 +18,7 @@ COMMANDS = {
     "ingest admin": ["add", "skip", "unskip", "remove", "rebuild", "retry-failed", "import",
                      "opt-out", "opt-in", "verify", "reconcile"],
     "worker": ["armhf-chroot", "acl", "profile", "settings"],
-    "publish": ["intake", "serve", "worker", "write", "screenshot", "contents"],
+    "publish": ["intake", "serve", "worker", "write", "screenshot", "contents", "downloads"],
     "stats": ["load", "follow", "health", "serve", "screenshot"],
 }
 
