@@ -96,7 +96,18 @@ def _parse_report(raw: bytes, worker: str, abis: tuple[str, ...]) -> BuildReport
         raise Refused(400, f"malformed report: {error}") from None
     if report.abi not in abis:
         raise Refused(400, f"we do not build for ABI {report.abi!r}")
-    return dataclasses.replace(report, worker=worker)
+    machine = report.machine
+    if machine is not None and not is_machine_of(machine.name, worker):
+        log.warning("%s reported its machine as %r: recorded as %s", worker, machine.name,
+                    worker)
+        machine = dataclasses.replace(machine, name=worker)
+    return dataclasses.replace(report, worker=worker, machine=machine)
+
+
+def is_machine_of(name: str, worker: str) -> bool:
+    """Whether a worker authenticated as `worker` may record builds under machine
+    `name`: its own name, or a builder of its own (a chroot: `<worker>-armhf-bookworm`)."""
+    return name == worker or name.startswith(f"{worker}-")
 
 
 def _receive(part: bottle.FileUpload, directory: Path, limit: int) -> Upload:

@@ -211,3 +211,20 @@ def test_a_push_for_a_job_this_worker_is_not_running_is_refused(intake, redis, c
     assert response.status_code == 403, response.text
     assert "is not a build of ww-demo 1.0 for cp311" in response.json()["error"]
     assert leftovers(config) == []
+
+
+@pytest.mark.parametrize("claimed,recorded", [
+    ("test-worker", "test-worker"),
+    ("test-worker-armhf-bookworm", "test-worker-armhf-bookworm"),  # a builder of its own
+    ("pi-2", "test-worker"),  # another worker's name: not believed
+    ("test-workerx", "test-worker"),
+])
+def test_a_build_is_recorded_under_a_machine_its_token_may_name(intake, claimed, recorded):
+    server, config, conn = intake
+    data, _ = wheel_bytes("ww-demo", "1.0", GOOD)
+    machine = {"name": claimed, "profile": 1, "os_release": "Debian GNU/Linux 12 (bookworm)",
+               "toolchain": "gcc (Debian 12.2.0-14) 12.2.0"}
+    response = push(server, config, report(data=data, machine=machine), [(GOOD, data)])
+    assert response.status_code == 200, response.text
+    assert [tuple(row) for row in conn.execute("SELECT worker, machine FROM builds")] == [
+        ("test-worker", recorded)]

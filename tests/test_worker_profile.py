@@ -209,8 +209,13 @@ def test_chroot_worker_has_a_name_of_its_own(tmp_path):
     config = settings.load({"WHEELWRIGHT_DATA": str(tmp_path), "WHEELWRIGHT_WORKER_NAME": "pi9",
                             "WHEELWRIGHT_WORKER_TOKEN": "t"})
     env = worker_env(config, "bookworm")
-    assert env["WHEELWRIGHT_WORKER_NAME"] == "pi9-armhf-bookworm"
-    assert worker_env(config, "bullseye")["WHEELWRIGHT_WORKER_NAME"] == "pi9-armhf-bullseye"
+    # The token's worker name (the intake binds pushes to it), a machine of its own.
+    assert env["WHEELWRIGHT_WORKER_NAME"] == "pi9"
+    assert env["WHEELWRIGHT_MACHINE_NAME"] == "pi9-armhf-bookworm"
+    assert worker_env(config, "bullseye")["WHEELWRIGHT_MACHINE_NAME"] == "pi9-armhf-bullseye"
+    assert settings.load({**env, "WHEELWRIGHT_DATA": str(tmp_path)}).machine_name == \
+        "pi9-armhf-bookworm"
+    assert config.machine_name == "pi9"
     assert "WHEELWRIGHT_PROFILE_MARKER" not in env and "WHEELWRIGHT_BUILD_DEPS" not in env
     assert READY.startswith("etc/")
 

@@ -255,7 +255,10 @@ def worker_env(config: settings.Settings, suite: str) -> dict[str, str]:
     env.update({
         "REDIS_URL": config.effective_redis_url,
         "WHEELWRIGHT_DATA": "/opt/wheelwright/var",
-        "WHEELWRIGHT_WORKER_NAME": f"{config.worker_name}-armhf-{suite}",
+        # The token's name, which the intake binds pushes to; the machine its builds
+        # are recorded under is the chroot's own.
+        "WHEELWRIGHT_WORKER_NAME": config.worker_name,
+        "WHEELWRIGHT_MACHINE_NAME": f"{config.worker_name}-armhf-{suite}",
         "WHEELWRIGHT_WORKER_TOKEN": config.worker_token,
         "WHEELWRIGHT_INTAKE_URL": config.intake_url,
         "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",

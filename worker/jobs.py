@@ -96,6 +96,8 @@ def build(project: str, version: str, abi: str, *released: int) -> dict:
     config = settings.load()
     interpreter = probe(config.build_python)
     job = check_job(project, version, abi, interpreter, *released)
+    # The machine as the build began: a profile installed during it did not build it.
+    machine = this_machine(config.machine_name, config.profile_marker)
     with fresh_directory(config) as workdir:
         outcome = build_in(workdir, config, interpreter, project, version,
                            released=job.released)
@@ -103,7 +105,7 @@ def build(project: str, version: str, abi: str, *released: int) -> dict:
         if outcome.killed and current is not None and (current.retries_left or 0) > 0:
             raise BuildKilled(f"the build of {project} {version} was killed (SIGKILL)")
         outcome.job_id = current.id if current is not None else ""
-        outcome.machine = this_machine(config.worker_name, config.profile_marker)
+        outcome.machine = machine
         started = time.monotonic()
         stopping.let_finish()  # a stop from here on would build the release twice
         answer = push(Intake(url=config.intake_url, worker=config.worker_name,

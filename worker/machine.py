@@ -24,7 +24,10 @@ def os_release(path: Path = OS_RELEASE) -> str:
         name, _, value = line.partition("=")
         if name.strip() == "PRETTY_NAME":
             # The file is shell-quoted; shlex undoes the quoting and escapes alike.
-            words = shlex.split(value, comments=False)
+            try:
+                words = shlex.split(value, comments=False)
+            except ValueError:  # unbalanced quotes: the text as it stands
+                return value.strip().strip("'\"")[:200]
             return words[0] if words else ""
     return ""
 

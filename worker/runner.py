@@ -187,7 +187,7 @@ def run(config: settings.Settings, interpreter: BuildInterpreter, burst: bool = 
         log.info("removed %s, left by a build that did not finish", stale)
     conn = connect(config.effective_redis_url)
     worker = make_worker(conn, config, interpreter.abi)
-    health = HealthReporter(connect(config.effective_redis_url), config.worker_name,
+    health = HealthReporter(connect(config.effective_redis_url), config.machine_name,
                             interpreter.abi, root, config.health_interval,
                             builds_done=lambda: worker.builds_done,
                             profile=lambda: installed_profile(config.profile_marker))

@@ -143,6 +143,11 @@ class Settings:
     worker_name: str = setting(
         "WHEELWRIGHT_WORKER_NAME", "", "this worker's name", _host_name,
         shown_default="the host name")
+    machine_name_value: str | None = setting(
+        "WHEELWRIGHT_MACHINE_NAME", "", "the builder its builds and health are recorded "
+        "under: the worker's name, or it and a suffix (`python -m worker armhf-chroot` "
+        "gives its worker <name>-armhf-<suite>); the intake keeps no other", optional,
+        shown_default="WHEELWRIGHT_WORKER_NAME")
     worker_token_value: str | None = setting(
         "WHEELWRIGHT_WORKER_TOKEN", "", "this worker's token for the intake", optional,
         shown_default="DATA/secrets/worker-token", secret=True)
@@ -228,6 +233,10 @@ class Settings:
     def effective_redis_url(self) -> str:
         """The configured Redis, or the embedded one's unix socket."""
         return self.redis_url or f"unix://{self.redis_socket}"
+
+    @property
+    def machine_name(self) -> str:
+        return self.machine_name_value or self.worker_name
 
     @property
     def worker_token(self) -> str:
