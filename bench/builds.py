@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker import armhf, settings  # noqa: E402
+from worker import chroot, settings  # noqa: E402
 
 # Pi-relevant releases that need a C compiler: GPIO, SPI, I2C, LED strips, input
 # devices, audio, D-Bus, process and IPC tools, and the compiled dependencies of
@@ -44,9 +44,10 @@ RELEASES = [
 
 # Runs inside the chroot: one build by the worker's code, its outcome as one JSON line.
 DRIVER = """
-import json, sys, tempfile, time
+import json, sys, tempfile, time, zipfile
 from pathlib import Path
 from worker import settings
+from worker.elf import compiled_code
 from worker.interpreter import probe
 from worker.jobs import build_in
 project, version = sys.argv[1:3]
@@ -54,11 +55,15 @@ config = settings.load()
 started = time.monotonic()
 with tempfile.TemporaryDirectory(dir="/var/tmp") as workdir:
     outcome = build_in(Path(workdir), config, probe(config.build_python), project, version)
-print(json.dumps({"status": outcome.status, "seconds": time.monotonic() - started,
+    seconds = time.monotonic() - started
+    compiled = []
+    for built in outcome.wheels:  # build_in leaves the wheels in WORKDIR/wheels
+        with zipfile.ZipFile(Path(workdir, "wheels", built.wheel.filename)) as archive:
+            compiled.append(compiled_code(built.wheel, archive))
+print(json.dumps({"status": outcome.status, "seconds": seconds,
                   "files": [w.wheel.filename for w in outcome.wheels],
-                  # ARM code in the wheel: a platform wheel without it lost its extension
-                  "arm_code": [w.armv6.runs is not None for w in outcome.wheels],
-                  "log": outcome.log[-200000:]}))
+                  # the intake's rule: False is a platform wheel that lost its extension
+                  "compiled": compiled, "log": outcome.log[-200000:]}))
 """
 
 
@@ -69,18 +74,18 @@ class Result:
     status: str
     seconds: float
     files: list[str]
-    arm_code: list[bool]
+    compiled: list[bool | None]  # worker.elf.compiled_code of each file
     reason: str  # a failure's label; "" for a success
     log: str
 
 
 def build(root: Path, project: str, version: str) -> Result:
     env = {"WHEELWRIGHT_DATA": "/opt/wheelwright/var", "WHEELWRIGHT_BUILD_SANDBOX": "off",
-           "WHEELWRIGHT_BUILD_TIMEOUT": "3600", "PYTHONPATH": armhf.CODE,
+           "WHEELWRIGHT_BUILD_TIMEOUT": "3600", "PYTHONPATH": chroot.CODE,
            "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}
     started = time.monotonic()
-    done = subprocess.run(["chroot", str(root), f"{armhf.VENV}/bin/python", "-c", DRIVER,
-                           project, version], env=armhf.chroot_env(env),
+    done = subprocess.run(["chroot", str(root), f"{chroot.VENV}/bin/python", "-c", DRIVER,
+                           project, version], env=chroot.chroot_env(env),
                           capture_output=True, text=True)
     if done.returncode != 0 or not done.stdout.strip():
         return Result(project, version, "error", time.monotonic() - started, [], [],
@@ -88,7 +93,7 @@ def build(root: Path, project: str, version: str) -> Result:
     data = json.loads(done.stdout.strip().splitlines()[-1])
     failed = data["status"] != "success"
     return Result(project, version, data["status"], data["seconds"], data["files"],
-                  data["arm_code"], reason_of(data["log"]) if failed else "", data["log"])
+                  data["compiled"], reason_of(data["log"]) if failed else "", data["log"])
 
 
 def reason_of(log: str) -> str:
@@ -105,18 +110,18 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every result, logs included")
     args = parser.parse_args()
     config = settings.load()
-    root = (args.root or armhf.default_root(config)).resolve()
+    root = (args.root or chroot.default_root(config)).resolve()
     subprocess.run([sys.executable, "-m", "worker", "armhf-chroot", "--root", str(root),
                     "--setup-only"], check=True, cwd=ROOT)
-    armhf.copy_code(root)
+    chroot.copy_code(root)
     releases = [r for r in RELEASES if not args.only or r[0] in args.only]
     results = []
-    with armhf.mounted(root, []):
+    with chroot.mounted(root, []):
         for i, (project, version) in enumerate(releases, 1):
             result = build(root, project, version)
             results.append(result)
-            files = " ".join(f if code else f"{f} (no ARM code)"
-                             for f, code in zip(result.files, result.arm_code, strict=True))
+            files = " ".join(f"{f} (built without compiled code)" if code is False else f
+                             for f, code in zip(result.files, result.compiled, strict=True))
             print(f"[{i}/{len(releases)}] {project} {version}: {result.status} in "
                   f"{result.seconds:.0f} s {files}{result.reason}", flush=True)
     built = [r for r in results if r.status == "success"]

@@ -51,7 +51,7 @@ def follower(config: settings.Settings, source: Source, pypi_url: str | None) ->
         margin=config.pypi_margin,
         metadata=MetadataFetcher(pypi_url) if pypi_url else None, progress=_progress(),
         demand=partial(searched_projects, config.stats_path, config.demand_clients),
-        profile=partial(profile_version, config.builder_profile),
+        profile=partial(profile_version, config.build_deps_file),
     )
 
 

@@ -13,6 +13,7 @@ import re
 import sqlite3
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,16 +29,23 @@ from rq.registry import FailedJobRegistry
 
 from ingest import catalogue, reconcile
 from ingest.coverage import coverage
-from ingest.scheduler import admits, build_job_data, build_queue, release_times, request_publish
+from ingest.scheduler import (
+    admits,
+    build_job_data,
+    build_queue,
+    job_status,
+    make_way,
+    release_times,
+    request_publish,
+)
 from ingest.settings import Settings
 from worker.build import sha256_of
+from worker.elf import compiled_code
 from worker.names import is_project_name
 from worker.queues import SERIALIZER, AllowlistJob, build_job_id, connect
+from worker.wheel import UNREADABLE, BadWheel, inspect_wheel
 from worker.wire import BadJob, BadReport, BuildJob, BuildReport
 
-# A job in one of these states is over: it may make way for a new one of the same id.
-OVER = frozenset(s.value for s in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED,
-                                   JobStatus.CANCELED))
 REMOVED = "withdrawn by an operator"
 OPTED_OUT = "its maintainer asked us not to build it"
 IMPORTER = "operator-import"  # the worker an imported wheel's build is recorded under
@@ -145,22 +153,12 @@ class Admin:
         return build_job_id(release.project, release.version, abi, release.incarnation)
 
     def job_status(self, job_id: str) -> str | None:
-        try:
-            job = AllowlistJob.fetch(job_id, connection=self.redis, serializer=SERIALIZER)
-        except NoSuchJobError:
-            return None
-        status = job.get_status(refresh=False)
-        return None if status is None else JobStatus(status).value
+        return job_status(self.redis, job_id)
 
     def make_way(self, release: Release, abi: str) -> str | None:
-        """None when nothing stands in the way of a new job for the build (a job that
-        is over is deleted); otherwise the status of the job that does."""
-        job_id = self.job_id(release, abi)
-        status = self.job_status(job_id)
-        if status in OVER:
-            AllowlistJob.fetch(job_id, connection=self.redis, serializer=SERIALIZER).delete()
-            return None
-        return status
+        """None when nothing stands in the way of a new job for the build (see
+        ingest.scheduler.make_way); otherwise the status of the job that does."""
+        return make_way(self.redis, self.job_id(release, abi))
 
     def enqueue(self, release: Release, abi: str, at_front: bool) -> None:
         released = release_times(self.conn, [(release.project, release.version)])
@@ -497,6 +495,42 @@ def cmd_verify(args: argparse.Namespace, admin: Admin) -> None:
                          "needs `rebuild` or `import`")
 
 
+# Wheels tagged for a platform or an ABI whose compiled code nobody has read: those
+# published before the intake read it (worker.elf.compiled_code).
+UNSCANNED = """
+SELECT filename, project, version FROM wheels
+WHERE compiled IS NULL AND NOT (abi_tag = 'none' AND platform_tag = 'any')
+ORDER BY project, filename
+"""
+
+
+def cmd_scan_compiled(args: argparse.Namespace, admin: Admin) -> None:
+    from publish.files import inside
+
+    found: dict[str, bool | None] = {}
+    projects: set[str] = set()
+    missing = 0
+    for filename, project, version in admin.conn.execute(UNSCANNED).fetchall():
+        path = inside(admin.config.www_dir, "simple", project, filename)
+        try:
+            wheel = inspect_wheel(path, project, version, filename)
+            with zipfile.ZipFile(path) as archive:
+                found[filename] = compiled_code(wheel, archive)
+        except (BadWheel, *UNREADABLE) as error:
+            print(f"{filename}: not read ({error}); `verify` checks the served files")
+            missing += 1
+            continue
+        if found[filename] is False:
+            print(f"{filename}: built without compiled code")
+            projects.add(project)
+    changed = catalogue.record_compiled(admin.conn, found)
+    for project in sorted(projects):
+        admin.publish(project)
+    flagged = sum(1 for value in found.values() if value is False)
+    print(f"{len(found)} wheels read, {changed} recorded, {flagged} built without compiled "
+          f"code{f', {missing} unreadable' if missing else ''}")
+
+
 def cmd_reconcile(args: argparse.Namespace, admin: Admin) -> None:
     url = args.pypi_url or admin.config.pypi_url
     if not url:
@@ -607,6 +641,11 @@ def add_admin_parser(sub: argparse._SubParsersAction) -> None:
                 "current. Exits 1 when anything is found.")
     p.add_argument("--repair", action="store_true", help="re-publish pages, remove orphan "
                    "files, and report the listed files that are missing")
+    command("scan-compiled", cmd_scan_compiled, "flag older wheels without compiled code",
+            "Read every wheel tagged for a platform or an ABI that was published before "
+            "the intake recorded whether it holds compiled code, record it, and have the "
+            "pages of those built without it rewritten (the follower then asks for them "
+            "again once a worker has a newer builder profile).")
     p = command("reconcile", cmd_reconcile, "repair drift from PyPI's JSON API",
                 "Compare the catalogue with PyPI's JSON API for each PROJECT (releases, "
                 "files, yanks, deletions) and apply what differs, as events newer than "

@@ -165,15 +165,16 @@ class Follower:
                          result.depth)
 
     def _rebuild_for_profile(self) -> None:
-        """Queue again the wheels built without compiled code by an older builder
-        profile (ingest.profile_rebuilds); a cheap query when there are none."""
+        """Queue again the builds an older builder profile made without compiled code
+        or refused for missing build dependencies, once a worker has the current one
+        (ingest.profile_rebuilds); a cheap query when there are none."""
         if (profile := self.profile()) is None:
             return
         asked = queue_profile_rebuilds(self.conn, self.redis, profile, self._active_abis(),
                                        self.job_timeout, self.retries)
         if asked:
-            log.info("asked again for %d builds made without compiled code by a builder "
-                     "profile older than %d", len(asked), profile)
+            log.info("asked again for %d builds made with a builder profile older than "
+                     "%d, which a worker now has", len(asked), profile)
 
     def _top_up(self, abi: str, **front: set[str] | list[str]) -> ScheduleResult:
         result = top_up(self.conn, self.redis, abi, self.depth, self.job_timeout,

@@ -26,6 +26,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 from redis import Redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import JobStatus
 from rq.queue import EnqueueData
 
 from ingest.catalogue import Skip, record_skips
@@ -46,6 +48,10 @@ from worker.wire import FALLBACK_EPOCH, LAST_EPOCH, BuildJob
 # checked against. Other ABIs are read as cpXY -> X.Y.0.
 PI_PYTHONS = {"cp34m": "3.4.2", "cp35m": "3.5.3", "cp37m": "3.7.3", "cp39": "3.9.2",
               "cp311": "3.11.2", "cp313": "3.13.5"}
+
+# A job in one of these states is over: it may make way for a new one of the same id.
+OVER = frozenset(s.value for s in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED,
+                                   JobStatus.CANCELED))
 
 # The last column: the release's live binary files on PyPI, space-separated (an
 # event's file name has no whitespace), for the coverage check.
@@ -202,6 +208,27 @@ def build_job_data(job: BuildJob, incarnation: int, job_timeout: int, retries: i
         # of reach); a build that fails is not an error and is recorded, not retried.
         retry=Retry(max=retries) if retries else None,
     )
+
+
+def job_status(redis: Redis, job_id: str) -> str | None:
+    """The status of the job `job_id` (see build_job_id), or None when there is none."""
+    try:
+        job = AllowlistJob.fetch(job_id, connection=redis, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    return None if status is None else JobStatus(status).value
+
+
+def make_way(redis: Redis, job_id: str) -> str | None:
+    """None when nothing stands in the way of a new job under `job_id` (a job that is
+    over is deleted); otherwise the status of the job that does: one queued or running
+    builds anew already."""
+    status = job_status(redis, job_id)
+    if status in OVER:
+        AllowlistJob.fetch(job_id, connection=redis, serializer=SERIALIZER).delete()
+        return None
+    return status
 
 
 def _split_covered(rows: list, abi: str) -> tuple[list[Skip], list[tuple[str, str, int]]]:

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker import profile
 from worker import settings as worker_settings
 from worker.settings import local_worker_token, optional, read, setting
 
@@ -42,10 +41,6 @@ def _abis_or_host(text: str) -> tuple[str, ...]:
 
 def _events(text: str) -> Path:
     return Path(text) if text else SAMPLE_EVENTS
-
-
-def _builder_profile(text: str) -> Path:
-    return Path(text) if text else profile.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -108,11 +103,6 @@ class Settings(worker_settings.Settings):
         "WHEELWRIGHT_DOWNLOADS_REFRESH", "86400", "seconds between the publish worker's "
         "readings of downloads from stats.db; each rewrites the pages of the projects "
         "whose downloads changed (0: never)", float)
-    builder_profile: Path = setting(
-        "WHEELWRIGHT_BUILDER_PROFILE", "", "the builder profile (worker.profile) whose "
-        "version the follower compares with each build's: a wheel built without compiled "
-        "code under an older one is built again, once per version", _builder_profile,
-        shown_default="worker/builder-profile.txt")
     stats_raw_days: int = setting(
         "WHEELWRIGHT_STATS_RAW_DAYS", "90", "days of raw request rows stats.db keeps "
         "(UTC days, today included); the daily rollups every chart reads are kept for "

@@ -71,9 +71,12 @@ def cmd_write(args, config: settings.Settings) -> None:
 def cmd_downloads(args, config: settings.Settings) -> None:
     from publish.jobs import refresh_downloads_if_due
 
-    refreshed = refresh_downloads_if_due(config, force=True)
+    with closing(connect(config.effective_redis_url)) as redis:
+        refreshed = refresh_downloads_if_due(redis, config, force=True)
+    assert refreshed is not None  # forced
     print(f"downloads read from {config.stats_path} for {refreshed.read} projects; "
-          f"pages of {len(refreshed.changed)} rewritten")
+          f"publishes of {len(refreshed.pending)} queued (the publish worker writes "
+          "their pages)")
 
 
 def cmd_contents(args, config: settings.Settings) -> None:
@@ -131,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_write)
     p = sub.add_parser("downloads", help="show stats.db's downloads on the pages now",
                        description="Read each project's downloads (30 days, all time) from "
-                       "stats.db and rewrite the pages whose figures changed, as the publish "
-                       "worker does every WHEELWRIGHT_DOWNLOADS_REFRESH seconds.")
+                       "stats.db and queue a publish of each project whose figures changed, as "
+                       "the publish worker does every WHEELWRIGHT_DOWNLOADS_REFRESH seconds.")
     p.set_defaults(func=cmd_downloads)
     p = sub.add_parser("contents", help="cache Debian's Contents index for failure reasons",
                        description="Download Debian's Contents index of a release and "

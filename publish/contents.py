@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import io
+import logging
 import os
 import re
 import sqlite3
 import tempfile
+import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,7 +332,10 @@ def cached(data_dir: Path, codename: str, arch: str, mirror: str | None,
         return current
     try:
         fresh = download(mirror, codename, arch, path, say)
-    except (OSError, EOFError, sqlite3.DatabaseError) as error:
+    except (OSError, EOFError, zlib.error, http.client.HTTPException,
+            sqlite3.DatabaseError) as error:
+        # A download cut short or garbled (IncompleteRead, a bad gzip stream) leaves
+        # the old cache in place: Contents.build replaces it only once whole.
         say(f"contents: could not refresh {path.name} from {mirror}: {error}")
         return current
     if current is not None:
@@ -340,15 +347,69 @@ def default_mirror(configured: str | None) -> str | None:
     """The configured Debian mirror, else the first Debian source of this host's apt."""
     if configured:
         return configured
-    from worker.armhf import host_mirror
+    from worker.chroot import host_mirror
 
     return host_mirror()
 
 
+# -- kept fresh by the publish worker ------------------------------------------------
 
-def for_settings(config: Settings, codename: str, arch: str,
-                 say: Callable[[str], None] = print) -> Contents | None:
-    """`cached` with the master's settings: WHEELWRIGHT_ARM_MIRROR (or the host's
-    apt source) and WHEELWRIGHT_CONTENTS_DAYS."""
-    return cached(config.data_dir, codename, arch, default_mirror(config.arm_mirror),
-                  config.contents_days, say)
+REFRESH_CHECK = 3600.0  # seconds between two looks at the caches' age
+CACHE_NAME = re.compile(r"([a-z]+)-([a-z0-9]+)\.db")
+log = logging.getLogger("publish.contents")
+_refreshing = threading.Lock()
+_next_check = 0.0
+
+
+def stale_caches(data_dir: Path, max_age_days: float) -> list[tuple[str, str]]:
+    """(codename, arch) of each cache in DATA/contents/ older than `max_age_days`
+    (or unreadable). Only caches that exist: `python -m publish contents` makes the
+    first, and nothing else downloads one unasked."""
+    stale = []
+    for path in sorted((data_dir / "contents").glob("*.db")):
+        match = CACHE_NAME.fullmatch(path.name)
+        if match is None:
+            continue
+        try:
+            with Contents(path) as current:
+                fresh = time.time() - current.built < max_age_days * 86400
+        except (OSError, sqlite3.DatabaseError, ValueError):
+            fresh = False
+        if not fresh:
+            stale.append((match[1], match[2]))
+    return stale
+
+
+def refresh_stale(data_dir: Path, mirror: str | None, max_age_days: float,
+                  say: Callable[[str], None] = log.info) -> list[tuple[str, str]]:
+    """Download again every cache older than `max_age_days` (see stale_caches);
+    those it looked at. One that cannot be refreshed stays as it is."""
+    stale = stale_caches(data_dir, max_age_days)
+    for codename, arch in stale:
+        refreshed = cached(data_dir, codename, arch, mirror, max_age_days, say)
+        if refreshed is not None:
+            refreshed.close()
+    return stale
+
+
+def refresh_in_background(config: Settings) -> None:
+    """Called by the publish worker's refresher at each of its polls: at most once
+    every REFRESH_CHECK seconds, a thread of its own refreshes the stale caches with
+    WHEELWRIGHT_ARM_MIRROR (or the host's apt source), so that the refresher, which
+    keeps the home page current, never waits for a download."""
+    global _next_check
+    if time.monotonic() < _next_check or not _refreshing.acquire(blocking=False):
+        return
+    _next_check = time.monotonic() + REFRESH_CHECK
+
+    def run() -> None:
+        try:
+            if stale_caches(config.data_dir, config.contents_days):
+                refresh_stale(config.data_dir, default_mirror(config.arm_mirror),
+                              config.contents_days)
+        except Exception:  # noqa: BLE001 - a failed refresh keeps the old cache; try later
+            log.exception("could not refresh the Contents caches")
+        finally:
+            _refreshing.release()
+
+    threading.Thread(target=run, name="contents-refresh", daemon=True).start()

@@ -5,16 +5,24 @@ line ("missing header ffi.h (libffi-dev)") instead of digging through the log.
 The patterns are what the tools print in the builds' locale (the worker fixes
 LC_ALL=C.UTF-8, so messages are in English): gcc, clang and ld, Python's traceback
 of a program that could not be started, setuptools, sh, make, pkg-config, pip,
-setuptools-rust and maturin, and the worker's own notes (worker/build.py and
-worker/jobs.py). Each pattern starts with a fixed string, so that a hostile log
-cannot make the scan slow, and only the end of a log is read."""
+setuptools-rust and maturin, and the worker's own notes (worker.notes), which are
+trusted only after the worker's trailer line, where a build cannot write. Each rule
+has a fixed string a line must hold before its pattern is tried, and every pattern's
+repetitions are bounded, so that a hostile log cannot make the scan slow; only the
+end of a log is read."""
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from worker import notes
+
+log = logging.getLogger("publish.failures")
 
 MISSING_HEADER = "missing-header"
 MISSING_TOOL = "missing-tool"
@@ -89,6 +97,8 @@ class Rule:
     # Some lines decide only when an earlier line says what they are about: a
     # FileNotFoundError is a program only if subprocess was starting it.
     after: str | None = None
+    # A worker's note (worker.notes): read in the worker's trailer only.
+    note: bool = False
 
 
 def _group(number: int = 1) -> Callable[[re.Match[str]], str]:
@@ -103,19 +113,27 @@ def _base(match: re.Match[str]) -> str:
     return match.group(1).rstrip("/").rsplit("/", 1)[-1]
 
 
+def _note(template: str, reason: str, detail: Callable[[re.Match[str]], str],
+          **fields: str) -> Rule:
+    """The rule for a worker's note, made from its template in worker.notes: the
+    fixed text up to the first field is the needle, and each {field} becomes the
+    group given for it."""
+    pattern = "^" + re.escape(template)
+    for name, group in fields.items():
+        pattern = pattern.replace(re.escape("{" + name + "}"), group)
+    return Rule(template.split("{", 1)[0], re.compile(pattern), reason, detail, note=True)
+
+
 RULES: tuple[Rule, ...] = (
-    # worker/build.py's note when it kills a build at the time limit.
-    Rule("[build killed after ", re.compile(r"^\[build killed after ([0-9.]+ s)\]"), TIMEOUT,
-         lambda m: f"after {m.group(1)}"),
-    # worker/jobs.py's note when pip was killed by someone else (often the kernel's
-    # out-of-memory killer, but not surely: an operator's kill reads the same).
-    Rule("[wheelwright] the build was killed", re.compile(
-        r"^\[wheelwright\] the build was killed \((\w+)\) from outside"), KILLED, _group()),
-    # worker/jobs.py's refusal to build without the Debian packages build-deps.txt
-    # names for the project (the detail is the packages, comma-separated).
-    Rule("[wheelwright] missing build dependencies: ", re.compile(
-        r"^\[wheelwright\] missing build dependencies: ([\w.+:, -]{1,300}?) \(apt-get"),
-        MISSING_BUILD_DEPS, _group()),
+    # The worker's note when it kills a build at the time limit.
+    _note(notes.TIMEOUT, TIMEOUT, lambda m: f"after {m.group(1)} s", seconds=r"([0-9.]{1,20})"),
+    # Its note when pip was killed by someone else (often the kernel's out-of-memory
+    # killer, but not surely: an operator's kill reads the same).
+    _note(notes.KILLED, KILLED, _group(), signal=r"(\w{1,20})"),
+    # Its refusal to build without the Debian packages build-deps.txt names for the
+    # project (the detail is the packages, comma-separated).
+    _note(notes.MISSING_BUILD_DEPS, MISSING_BUILD_DEPS, _group(),
+          packages=r"([\w.+:, -]{1,300}?)", command=r"[^)]{0,600}"),
     # gcc: "x.c:2:10: fatal error: ffi.h: No such file or directory"; the position
     # tells an #include from a missing input file ("cc1: fatal error: x.c: ...").
     Rule(": No such file or directory", re.compile(
@@ -231,24 +249,30 @@ def classify(log: str, contents: PackageLookup | None = None) -> Failure | None:
     The last decisive line wins: the first error often causes others after it,
     but a build goes on after some (an optional extension), and the one that
     stopped it is printed last. With `contents`, a missing file gets its package."""
-    text = log[-SCAN_LIMIT:]
-    # Only the rules whose fixed string is in the text at all are tried on its lines.
-    rules = [rule for rule in RULES if rule.needle in text]
-    lines = text.splitlines() if rules else []
+    output, trailer = notes.split(log[-SCAN_LIMIT:])
+    if trailer is None:  # a worker older than the trailer: its notes are where it put them
+        parts = [(output, RULES)]
+    else:
+        parts = [(output, tuple(r for r in RULES if not r.note)),
+                 (trailer, tuple(r for r in RULES if r.note))]
     weak: Failure | None = None
-    for index in range(len(lines) - 1, -1, -1):
-        line = lines[index][:LINE_LIMIT]
-        for rule in rules:
-            if rule.needle not in line or (weak is not None and rule.weak):
-                continue
-            match = rule.pattern.search(line)
-            if match is None or not _context_holds(rule, lines, index):
-                continue
-            failure = _failure(rule, match)
-            if not rule.weak:
-                return _with_package(failure, contents)
-            weak = failure
-            break
+    for text, candidates in reversed(parts):  # the trailer is the end of the log
+        # Only the rules whose fixed string is in the text at all are tried on its lines.
+        rules = [rule for rule in candidates if rule.needle in text]
+        lines = text.splitlines() if rules else []
+        for index in range(len(lines) - 1, -1, -1):
+            line = lines[index][:LINE_LIMIT]
+            for rule in rules:
+                if rule.needle not in line or (weak is not None and rule.weak):
+                    continue
+                match = rule.pattern.search(line)
+                if match is None or not _context_holds(rule, lines, index):
+                    continue
+                failure = _failure(rule, match)
+                if not rule.weak:
+                    return _with_package(failure, contents)
+                weak = failure
+                break
     return _with_package(weak, contents) if weak is not None else None
 
 
@@ -267,22 +291,33 @@ def _failure(rule: Rule, match: re.Match[str]) -> Failure:
 
 
 def _with_package(failure: Failure, contents: PackageLookup | None) -> Failure:
-    """`failure` with the Debian package that provides what it lacks, if known."""
+    """`failure` with the Debian package that provides what it lacks, if known. A
+    Contents cache that cannot answer (damaged, replaced under us) costs the package
+    name only, never the reason."""
     reason, detail = failure.reason, failure.detail
     package: str | None = None
     if reason == MISSING_HEADER and detail in PYTHON_HEADERS:
         package = PYTHON_HEADERS[detail]
     elif contents is None:
         return failure
-    elif reason == MISSING_HEADER:
-        package = contents.package_for_header(detail)
-    elif reason == MISSING_TOOL:
-        package = contents.package_for_tool(detail)
-    elif reason == MISSING_LIBRARY and detail.endswith(".pc"):
-        package = contents.package_for_pkgconfig(detail)
-    elif reason == MISSING_LIBRARY:
-        package = contents.package_for_library(detail)
+    else:
+        try:
+            package = _lookup(contents, reason, detail)
+        except sqlite3.DatabaseError as error:
+            log.warning("Contents lookup of %s failed: %s", detail, error)
     return Failure(reason, detail, package) if package else failure
+
+
+def _lookup(contents: PackageLookup, reason: str, detail: str) -> str | None:
+    if reason == MISSING_HEADER:
+        return contents.package_for_header(detail)
+    if reason == MISSING_TOOL:
+        return contents.package_for_tool(detail)
+    if reason == MISSING_LIBRARY and detail.endswith(".pc"):
+        return contents.package_for_pkgconfig(detail)
+    if reason == MISSING_LIBRARY:
+        return contents.package_for_library(detail)
+    return None
 
 
 def label(failure: Failure) -> str:

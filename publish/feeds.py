@@ -1,6 +1,8 @@
 """Atom feeds (RFC 4287): new builds of the whole index (www/feed.xml) and of each
 project (project/<name>/feed.xml), and each project's failed builds
-(project/<name>/failures.xml, written only while it has some), for its maintainers.
+(project/<name>/failures.xml), for its maintainers. Every feed is always written,
+empty or not: a subscriber to a project whose failures are all fixed reads an empty
+feed, not a 404.
 
 Rendered from templates/feed.xml by the pages' Jinja2 environment, which escapes
 everything (names, versions and display names come from strangers), rather than
@@ -8,11 +10,15 @@ with a feed library: the bytes depend only on the catalogue (no generator stamp,
 no clock), so a rebuild rewrites no unchanged feed. An entry's id is its build's
 project page URL with the version, ABI and build time as fragment: stable across
 rewrites, and new when a release deleted and released again is built again.
-Timestamps are RFC 3339, from the catalogue's built_at (UTC)."""
+Timestamps are RFC 3339, from the catalogue's built_at (UTC). A feed's `updated` is
+its newest entry's; an empty one's is the last time anything it could list changed:
+the newest of the project's builds (a failure built again) and releases, or of the
+index's builds of any status, from the catalogue too, so the bytes stay stable."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote
@@ -21,7 +27,9 @@ from publish.releases import RELEASE_INDEXES, Project
 
 INDEX_ENTRIES = 100  # the whole index's feed: the newest builds
 PROJECT_ENTRIES = 50  # a project's feeds
-EPOCH = "1970-01-01T00:00:00Z"  # a feed's `updated` while it has no entry
+# An empty feed's `updated` when nothing at all dates it (a project with no dated
+# release and no build, an index with no build): fixed, so its bytes never change.
+NOTHING_YET = "2000-01-01T00:00:00Z"
 # Characters XML 1.0 cannot carry at all, even escaped: a feed with one is not XML.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -58,7 +66,7 @@ class Feed:
     url: str  # where it is served, also its id
     title: str
     page: str  # the page it follows
-    updated: str  # RFC 3339: its newest entry's
+    updated: str  # RFC 3339: its newest entry's (see above for an empty feed)
     entries: list[Entry]
 
 
@@ -92,13 +100,25 @@ def entry(public_url: str, build: FeedBuild) -> Entry:
 
 
 def feed(url: str, title: str, page: str, public_url: str, builds: list[FeedBuild],
-         limit: int) -> Feed:
+         limit: int, quiet_since: str) -> Feed:
     """The newest `limit` builds, newest first (ties in name, version and ABI
-    order, for stable bytes)."""
+    order, for stable bytes); `quiet_since`: its `updated` if it has none."""
     builds = sorted(builds, key=lambda b: (b.project, b.version, b.abi))
     builds.sort(key=lambda b: rfc3339(b.built_at), reverse=True)
     entries = [entry(public_url, b) for b in builds[:limit]]
-    return Feed(url, title, page, entries[0].updated if entries else EPOCH, entries)
+    return Feed(url, title, page, entries[0].updated if entries else quiet_since, entries)
+
+
+def newest(stamps: Iterable[str | None]) -> str:
+    """The newest of the catalogue's times (RFC 3339), NOTHING_YET if none; one
+    that does not parse is passed over, since a feed must not fail for it."""
+    found = NOTHING_YET
+    for stamp in stamps:
+        try:
+            found = max(found, rfc3339(stamp)) if stamp else found
+        except ValueError:
+            continue
+    return found
 
 
 def project_builds(project: Project, status: str) -> list[FeedBuild]:
@@ -108,23 +128,28 @@ def project_builds(project: Project, status: str) -> list[FeedBuild]:
             if build.status == status]
 
 
+def _project_changed(project: Project) -> str:
+    return newest([r.released for r in project.releases] +
+                  [b.built_at for r in project.releases for b in r.builds.values()])
+
+
 def project_feed(public_url: str, project: Project) -> Feed:
     builds = project_builds(project, "success")
     page = f"{public_url}project/{project.name}/"
     return feed(f"{page}feed.xml", f"New builds of {project.display_name}", page,
-                public_url, builds, PROJECT_ENTRIES)
+                public_url, builds, PROJECT_ENTRIES, _project_changed(project))
 
 
-def failures_feed(public_url: str, project: Project) -> Feed | None:
-    """None when the project has no failed build."""
+def failures_feed(public_url: str, project: Project) -> Feed:
     builds = project_builds(project, "failed")
-    if not builds:
-        return None
     page = f"{public_url}project/{project.name}/"
     return feed(f"{page}failures.xml", f"Failed builds of {project.display_name}", page,
-                public_url, builds, PROJECT_ENTRIES)
+                public_url, builds, PROJECT_ENTRIES, _project_changed(project))
 
 
-def index_feed(public_url: str, builds: list[FeedBuild]) -> Feed:
+def index_feed(public_url: str, builds: list[FeedBuild], newest_build: str | None
+               ) -> Feed:
+    """The index's successful `builds`; `newest_build`: the built_at of its newest
+    build of any status (None: none)."""
     return feed(f"{public_url}feed.xml", "New builds for the Raspberry Pi", public_url,
-                public_url, builds, INDEX_ENTRIES)
+                public_url, builds, INDEX_ENTRIES, newest([newest_build]))

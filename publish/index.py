@@ -3,8 +3,8 @@
 Publishing one project touches only that project's files and, when the project
 appears or disappears, the root index. The home page, the index's feed,
 packages.json and the stylesheet are written by a full rebuild and, within seconds
-of a publish, by the publish worker (see publish.jobs), which also rewrites, once a
-day, the pages of projects whose downloads changed (publish.downloads)."""
+of a publish, by the publish worker (see publish.jobs), which also asks, once a day,
+for a publish of each project whose downloads changed (publish.downloads)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from publish.releases import (
     load_project,
     orphans_of_dead_project,
 )
+from stats.downloads import Downloads
 
 log = logging.getLogger("publish")
 
@@ -93,7 +94,7 @@ def publish_project(conn: sqlite3.Connection, www: Path, site: pages.Site, name:
 def write_project(www: Path, site: pages.Site, project: Project,
                   present: Callable[[str, str], bool] | None = None,
                   in_release: dict[str, list[str]] | None = None,
-                  downloads: Mapping[str, shown_downloads.Shown] | None = None) -> int:
+                  downloads: Mapping[str, Downloads] | None = None) -> int:
     """Write the project's simple pages (its own, and each release index's that
     lists a wheel of it), aliases and people's pages; the number of files that
     changed. A project without directories yet (every project of a rebuild into an
@@ -103,8 +104,7 @@ def write_project(www: Path, site: pages.Site, project: Project,
     to in_release[codename] for each release index that lists it. `downloads`: the
     record's figures, if the caller has read them (a rebuild reads them once).
 
-    Beside the page and its JSON: the project's feeds (failures.xml only while it has
-    a failed build) and its badge."""
+    Beside the page and its JSON: the project's two feeds and its badge."""
     listed = simple.expand_aliases(simple.listing(project))
     index_files = {"index.html": simple.project_html(project, listed).encode(),
                    "index.json": simple.project_json(project, listed).encode()}
@@ -118,16 +118,16 @@ def write_project(www: Path, site: pages.Site, project: Project,
         else:
             unlisted.append(release)
     if downloads is None:
-        downloads = shown_downloads.shown(site.downloads_path, [project.name])
+        downloads = shown_downloads.shown(site.downloads_path, project.name)
     shown = downloads.get(project.name)
     page_files = {
         "index.html": pages.project_page(site, project, releases, shown).encode(),
         "json/index.json": pages.project_json(site, project, shown).encode(),
         "feed.xml": pages.feed_xml(feeds.project_feed(site.public_url, project)).encode(),
+        "failures.xml": pages.feed_xml(
+            feeds.failures_feed(site.public_url, project)).encode(),
         "badge.svg": pages.badge_svg(project).encode(),
     }
-    if failures := feeds.failures_feed(site.public_url, project):
-        page_files["failures.xml"] = pages.feed_xml(failures).encode()
     written = 0
     for top, files in (("simple", index_files), ("project", page_files)):
         directory = inside_str(www, top, project.name)
@@ -140,10 +140,6 @@ def write_project(www: Path, site: pages.Site, project: Project,
             written += _drop_release_pages(directory, unlisted)
         for name, data in files.items():
             written += write_atomic(os.path.join(directory, name), data)
-        if top == "project" and failures is None:
-            # Its failed builds are gone (built again, or deleted): after the page
-            # that linked to the feed.
-            written += remove(Path(directory, "failures.xml"))
     if any(w.copies for w in project.wheels()):
         for release in site.releases:
             written += _link_copy_aliases(www, project, release)
@@ -333,31 +329,64 @@ def write_home(conn: sqlite3.Connection, www: Path, site: pages.Site) -> int:
         wheels=wheels, wheel_bytes=wheel_bytes,
         builds_succeeded=statuses.get("success", 0), builds_failed=statuses.get("failed", 0),
     )
-    recent = [pages.RecentBuild(*row) for row in conn.execute(
-        "SELECT b.project, p.display_name, b.version, b.abi, b.status, b.built_at "
-        "FROM builds b JOIN live_projects p ON p.name = b.project "
-        "ORDER BY b.built_at DESC, b.project, b.version, b.abi LIMIT 20")
-        if is_valid_name(row[0])]
+    recent, built = _newest_builds(conn)
     shown = shown_downloads.shown(site.downloads_path)
-    search_rows = [pages.SearchRow(name, summary, None, shown.get(name))
+    search_rows = [pages.SearchRow(name, summary, shown.get(name))
                    for name, summary in conn.execute(
                        "SELECT name, summary FROM live_projects ORDER BY name")
                    if is_valid_name(name)]
-    built = [feeds.FeedBuild(*row) for row in conn.execute(
-        "SELECT b.project, p.display_name, b.version, b.abi, b.status, b.built_at, "
-        "b.log_path FROM builds b JOIN live_projects p ON p.name = b.project "
-        "WHERE b.status = 'success' "
-        "ORDER BY b.built_at DESC, b.project, b.version, b.abi LIMIT ?",
-        (feeds.INDEX_ENTRIES,)) if is_valid_name(row[0])]
     totals.projects = len(search_rows)  # names PyPI could hold; the rest are never shown
     written = write_atomic(inside(www, "index.html"),
                            pages.home_page(site, totals, recent).encode())
     written += write_atomic(inside(www, "packages.json"),
                             pages.packages_json(search_rows).encode())
-    written += write_atomic(inside(www, "feed.xml"), pages.feed_xml(
-        feeds.index_feed(site.public_url, built)).encode())
+    written += write_atomic(inside(www, "feed.xml"), pages.feed_xml(feeds.index_feed(
+        site.public_url, built, recent[0].built_at if recent else None)).encode())
     written += write_atomic(inside(www, "style.css"), pages.STYLE.encode())
     return written
+
+
+# The builds of releases that still exist (live_builds: not of a release or project
+# deleted since), newest first, read along the index on built_at (builds_built) and
+# only as far as the home page needs.
+NEWEST_BUILDS = """
+SELECT b.project, p.display_name, b.version, b.abi, b.status, b.built_at, b.log_path
+FROM live_builds b JOIN projects p ON p.name = b.project
+ORDER BY b.built_at DESC, b.project, b.version, b.abi
+"""
+RECENT_BUILDS = 20  # on the home page
+
+
+def _newest_builds(conn: sqlite3.Connection
+                   ) -> tuple[list[pages.RecentBuild], list[feeds.FeedBuild]]:
+    """The home page's recent builds (any status) and the index feed's successful
+    ones, from one walk down the newest builds: the first are among the second's
+    rows, so the walk stops once both have enough."""
+    recent: list[pages.RecentBuild] = []
+    built: list[feeds.FeedBuild] = []
+    for row in _rows(conn, NEWEST_BUILDS):
+        if len(recent) >= RECENT_BUILDS and len(built) >= feeds.INDEX_ENTRIES:
+            break
+        build = feeds.FeedBuild(*row)
+        if not is_valid_name(build.project):
+            continue
+        if len(recent) < RECENT_BUILDS:
+            recent.append(pages.RecentBuild(build.project, build.display_name, build.version,
+                                            build.abi, build.status, build.built_at))
+        if build.status == "success" and len(built) < feeds.INDEX_ENTRIES:
+            built.append(build)
+    return recent, built
+
+
+def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple]:
+    """The rows of `sql`, as plain tuples, with the cursor closed when the caller
+    stops early (not left holding a read on the catalogue)."""
+    cursor = conn.execute(sql)
+    try:
+        for row in cursor:
+            yield tuple(row)
+    finally:
+        cursor.close()
 
 
 def publish_all(conn: sqlite3.Connection, www: Path, site: pages.Site,

@@ -30,7 +30,7 @@ from publish.failures import Failure, classify
 from publish.files import inside, write_atomic
 from publish.releases import RELEASE_INDEXES, built_name
 from worker.build import sha256_of
-from worker.elf import ELF_MAGIC, armv6_of_wheel
+from worker.elf import armv6_of_wheel, compiled_code
 from worker.errors import LowDisk, free_space
 from worker.queues import (
     BUILD_FUNCTION,
@@ -484,22 +484,6 @@ def cached_contents(data_dir: Path, abi: str) -> Contents | None:
         except (OSError, sqlite3.DatabaseError):
             continue
     return None
-
-
-def compiled_code(wheel: WheelInfo, archive: zipfile.ZipFile) -> bool | None:
-    """True when the wheel holds an ELF file; False when it holds none yet is tagged
-    for an ABI or platform (other than none and any): "built without compiled code",
-    what a package whose optional extension failed to build leaves behind (it falls
-    back to pure Python, and Pi users get the slow code); None for a pure wheel."""
-    for info in archive.infolist():
-        if info.is_dir():
-            continue
-        with archive.open(info) as member:
-            if member.read(len(ELF_MAGIC)) == ELF_MAGIC:
-                return True
-    if wheel.abi_tag == "none" and wheel.platform_tag == "any":
-        return None
-    return False
 
 
 def _asks_for(job: AllowlistJob, report: BuildReport) -> bool:

@@ -9,27 +9,29 @@ seconds while a long burst lasts: every publish shows there within a few seconds
 and a burst of a thousand costs a few rewrites.
 
 The same thread reads the downloads from stats.db every WHEELWRIGHT_DOWNLOADS_REFRESH
-seconds (a day by default) and rewrites the pages of the projects whose figures
-changed, and packages.json, which carries them all: static pages stay a day fresh at
-most without a full rebuild (publish.downloads)."""
+seconds (a day by default) into the record pages are rendered from
+(publish.downloads), and asks for a publish of each project whose figures changed:
+the publish queue writes their pages in order with every other publish (a page
+written from here could overwrite a newer publish with an older one), and each
+publish marks packages.json stale like any other. Pages show figures a refresh
+interval older than stats.db at most, plus the time the queue takes."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from contextlib import closing
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import RedisError
 from rq import get_current_job
 
 from ingest import catalogue, settings
+from ingest.scheduler import request_publish
 from publish import downloads as shown_downloads
 from publish import index
-from publish.releases import load_project
+from publish.contents import refresh_in_background as refresh_contents_in_background
 from stats import downloads as stats_downloads
 from worker.queues import PUBLISH_FUNCTION, AllowlistJob
 
@@ -43,6 +45,7 @@ LONGEST = 3.0  # seconds a publish waits at most for the home page, however long
 POLL = 0.2  # seconds between the refresher's looks at HOME_KEY
 DOWNLOADS_POLL = 60.0  # seconds between its looks at the downloads record's age
 FIRST_FIGURES = 600.0  # seconds between refreshes while no project has downloads yet
+ERROR_PAUSE = 5.0  # seconds the refresher waits after a failed pass
 
 
 class PublishJob(AllowlistJob):
@@ -124,36 +127,32 @@ def refresh_home_if_due(redis: Redis, config: settings.Settings, force: bool = F
     return True
 
 
-def refresh_downloads_if_due(config: settings.Settings, force: bool = False
+def refresh_downloads_if_due(redis: Redis, config: settings.Settings, force: bool = False
                              ) -> shown_downloads.Refresh | None:
-    """Read the downloads from stats.db if the record is older than the setting
-    allows (with force: now), and rewrite the pages of the projects whose figures
-    changed, then the home page and packages.json. The refresh, or None if not due."""
-    site = index.site_of(config)
-    record = site.downloads_path
+    """Read the downloads from stats.db into the record if it is older than the
+    setting allows (with force: now); then, due or not, queue a publish of every
+    project whose figures changed and whose publish is not queued yet (left over
+    by a crash, say). The refresh, or None if not due."""
+    record = index.site_of(config).downloads_path
     assert record is not None  # site_of always names it
-    last = shown_downloads.last_refresh(record)
+    known = shown_downloads.state(record)
     # Until stats.db has its first downloads, look again every FIRST_FIGURES seconds
     # rather than once a day: a new farm's pages get figures on the day it serves.
-    every = config.downloads_refresh if shown_downloads.has_figures(record) else \
+    every = config.downloads_refresh if known.has_figures else \
         min(config.downloads_refresh, FIRST_FIGURES)
-    if not force and (config.downloads_refresh <= 0 or (
-            last is not None and time.time() - last < every)):
-        return None
-    today = stats_downloads.today_utc()
-    figures = stats_downloads.project_downloads(config.stats_path, today=today)
-    refreshed = shown_downloads.refresh(record, figures, today)
-    with closing(catalogue.connect(config.catalogue_path)) as conn:
-        for name in refreshed.changed:
-            # Only the project's pages: what else a publish does (the roots, the
-            # files of deleted releases) its own publish job does.
-            if (project := load_project(conn, name)) is not None:
-                index.write_project(config.www_dir, site, project)
-        shown_downloads.done(record, refreshed.changed)
-        if refreshed.changed:
-            index.write_home(conn, config.www_dir, site)
-    log.info("downloads read for %d projects; pages of %d rewritten", refreshed.read,
-             len(refreshed.changed))
+    refreshed = None
+    if force or (config.downloads_refresh > 0 and (
+            known.refreshed is None or time.time() - known.refreshed >= every)):
+        refreshed = shown_downloads.refresh(
+            record, stats_downloads.project_downloads(config.stats_path))
+        log.info("downloads read for %d projects; %d changed", refreshed.read,
+                 len(refreshed.changed))
+    pending = refreshed.pending if refreshed else known.pending
+    if pending:
+        # Taken off the list only once queued: a crash before it queues them again,
+        # and request_publish does not queue a project twice.
+        request_publish(redis, set(pending))
+        shown_downloads.queued(record, pending)
     return refreshed
 
 
@@ -168,16 +167,20 @@ class HomeRefresher(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        downloads_due = 0.0  # monotonic time of the next look at the record's age
+        downloads_due = 0.0  # monotonic time of the next look at the record
         while not self.stopping.wait(POLL):
             try:
                 refresh_home_if_due(self.redis, self.config)
+                # Debian's Contents caches, in a thread of their own (publish.contents).
+                refresh_contents_in_background(self.config)
                 if time.monotonic() >= downloads_due:
                     downloads_due = time.monotonic() + DOWNLOADS_POLL
-                    refresh_downloads_if_due(self.config)
-            except (RedisError, OSError, sqlite3.Error) as error:  # try again later
-                log.warning("could not refresh the home page: %s", error)
-                self.stopping.wait(5.0)
+                    refresh_downloads_if_due(self.redis, self.config)
+            except Exception:  # whatever it was, the thread must go on
+                # Redis away, a locked or damaged file, a bug: the pages go stale
+                # until it passes, which is better than stale for good.
+                log.exception("could not refresh the home page or the downloads")
+                self.stopping.wait(ERROR_PAUSE)
 
     def stop(self) -> None:
         self.stopping.set()

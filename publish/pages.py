@@ -18,13 +18,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from publish import badge, feeds
-from publish.downloads import Shown
 from publish.failures import Failure, label
 from publish.releases import (
     RELEASE_INDEXES,
     Build,
-    BuildFailure,
-    BuildMachine,
     Project,
     Release,
     ReleaseIndex,
@@ -32,6 +29,8 @@ from publish.releases import (
     release_indexes,
 )
 from publish.simple import COMPACT_JSON, armv6l_name, quote_url
+from stats.downloads import Downloads
+from worker.wire import Machine
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -89,8 +88,9 @@ def thousands(number: int) -> str:
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
-        # Every template is HTML, so escape always rather than by file extension:
-        # a template added under another name cannot silently go unescaped.
+        # Every template is HTML or XML (the feeds, the badge), whose escaping is the
+        # same, so escape always rather than by file extension: a template added
+        # under another name cannot silently go unescaped.
         autoescape=True,
         # Block tags on lines of their own leave no blank lines behind, so the
         # templates can be laid out for reading and still give the same bytes.
@@ -163,7 +163,7 @@ def release_rows(abis: list[str], project: Project) -> list[ReleaseRow]:
     return rows
 
 
-def machine_text(machine: BuildMachine | None) -> str:
+def machine_text(machine: Machine | None) -> str:
     """The machine that made a build, in one line for its cell's tooltip."""
     if machine is None:
         return ""
@@ -176,12 +176,10 @@ def profile_text(version: int) -> str:
     return f"builder profile {version}" if version else "no builder profile"
 
 
-def failure_text(failure: BuildFailure | None) -> str:
+def failure_text(failure: Failure | None) -> str:
     """Why a build failed, for people (publish.failures.label): with the Debian
     package to install, when the log named a file one provides."""
-    if failure is None:
-        return ""
-    return label(Failure(failure.reason, failure.detail, failure.package))
+    return "" if failure is None else label(failure)
 
 
 def build_json(site: Site, build: Build) -> dict:
@@ -304,7 +302,7 @@ def codename_of(abi: str) -> str:
 
 def project_page(site: Site, project: Project,
                  listing: list[ReleaseIndex] | None = None,
-                 downloads: Shown | None = None) -> str:
+                 downloads: Downloads | None = None) -> str:
     """The project's page; `listing`: the releases whose index lists a wheel of it,
     when the caller knows them (see release_installs); `downloads`: its figures, if
     it has any (publish.downloads)."""
@@ -321,14 +319,8 @@ def project_page(site: Site, project: Project,
         per_release=copies,
         builder_codename={f: codename_of(w.builder_abi) for w in project.wheels()
                           if (f := w.filename) in copies},
-        downloads=downloads, has_failures=has_failures(project),
-        badge_markdown=badge_markdown(site, project),
+        downloads=downloads, badge_markdown=badge_markdown(site, project),
     ))
-
-
-def has_failures(project: Project) -> bool:
-    """Whether the project has a failures feed (publish.feeds)."""
-    return any(b.status == "failed" for r in project.releases for b in r.builds.values())
 
 
 def badge_markdown(site: Site, project: Project) -> str:
@@ -339,9 +331,13 @@ def badge_markdown(site: Site, project: Project) -> str:
 
 
 def badge_svg(project: Project) -> str:
+    """The badge of what `pip install` gets from us (install_release): when that is
+    a yanked release (every release with wheels is), pip takes it only with a
+    warning, and the badge says it is yanked rather than showing it as installable."""
     install = install_release(project)
     return BADGE.render(b=badge.badge(project.display_name,
-                                      install.version if install else None))
+                                      install.version if install else None,
+                                      yanked=install is not None and install.yanked))
 
 
 def feed_xml(feed: feeds.Feed) -> str:
@@ -354,10 +350,11 @@ def pypi_project_url(site: Site, project: Project) -> str | None:
     return f"{site.pypi_url.rstrip('/')}/project/{project.name}/"
 
 
-def project_json(site: Site, project: Project, downloads: Shown | None = None) -> str:
+def project_json(site: Site, project: Project, downloads: Downloads | None = None) -> str:
     """The project's JSON, with the keys third parties already read from piwheels;
-    and its downloads (when it has any) under the names piwheels gives them in its
-    search index (downloads_recent: the last 30 days), with the day they are from."""
+    and, when it has any, its downloads under keys of our own (piwheels' project
+    JSON has none): downloads_recent (the last 30 days), downloads_all, and
+    downloads_as_of, the day they are from."""
     abis = abi_columns(site, project)
     releases = {}
     for release in project.releases:
@@ -418,17 +415,16 @@ class SearchRow:
 
     name: str
     summary: str | None
-    version: str | None  # the newest with wheels
-    downloads: Shown | None  # None: never downloaded
+    downloads: Downloads | None  # None: never downloaded
 
 
 def packages_json(rows: list[SearchRow]) -> str:
-    """[name, downloads in the last 30 days, downloads of all time, summary, newest
-    version with wheels] for every project, most downloaded (last 30 days, then all
-    time) first, for search. The first three are piwheels' packages.json, whose
-    readers take `name, recent, all, *_` from each row."""
-    counted = [(row, row.downloads or Shown(0, 0, "")) for row in rows]
-    counted.sort(key=lambda pair: (-pair[1].last_30_days, -pair[1].all_time, pair[0].name))
-    return json.dumps([[row.name, shown.last_30_days, shown.all_time, row.summary or "",
-                        row.version or ""] for row, shown in counted],
+    """[name, downloads in the last 30 days, downloads of all time, summary] for every
+    project, most downloaded (last 30 days, then all time, then name) first: the
+    home page's search (static/search.js) relies on that order. The first three are
+    piwheels' packages.json, whose readers take `name, recent, all, *_` from each
+    row."""
+    counted = [(row, row.downloads.counts if row.downloads else (0, 0)) for row in rows]
+    counted.sort(key=lambda pair: (-pair[1][0], -pair[1][1], pair[0].name))
+    return json.dumps([[row.name, *counts, row.summary or ""] for row, counts in counted],
                       separators=(",", ":"), ensure_ascii=False) + "\n"

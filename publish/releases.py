@@ -14,7 +14,9 @@ from functools import lru_cache
 from packaging.version import InvalidVersion, Version
 
 from ingest.coverage import TARGETS, Target, supported_tags, wheel_tags
+from publish.failures import Failure
 from worker.names import is_project_name
+from worker.wire import Machine
 
 
 def is_valid_name(name: str) -> bool:
@@ -143,25 +145,6 @@ class Wheel:
 
 
 @dataclass
-class BuildMachine:
-    """The builder that made a build, as it described itself (worker.wire.Machine)."""
-
-    name: str
-    profile: int  # the builder profile's version
-    os_release: str
-    toolchain: str  # the first line of `gcc --version`
-
-
-@dataclass
-class BuildFailure:
-    """Why a build failed, as read from its log (publish.failures)."""
-
-    reason: str
-    detail: str
-    package: str | None  # the Debian package to install, when known
-
-
-@dataclass
 class Build:
     version: str
     abi: str
@@ -169,8 +152,9 @@ class Build:
     duration: float | None
     built_at: str
     log_path: str | None
-    machine: BuildMachine | None = None  # None: built by a worker older than the record
-    failure: BuildFailure | None = None  # None: succeeded, or the log said nothing known
+    # The builder as its report described it; None: a worker older than the record.
+    machine: Machine | None = None
+    failure: Failure | None = None  # None: succeeded, or the log said nothing known
 
 
 @dataclass
@@ -368,8 +352,8 @@ def _assemble(project_row, rows: dict[str, list]) -> Project:
     for r in rows["builds"]:
         build = Build(version=r[1], abi=r[2], status=r[3], duration=r[4], built_at=r[5],
                       log_path=r[6],
-                      machine=None if r[8] is None else BuildMachine(*r[8:12]),
-                      failure=None if r[12] is None else BuildFailure(*r[12:15]))
+                      machine=None if r[8] is None else Machine(*r[8:12]),
+                      failure=None if r[12] is None else Failure(*r[12:15]))
         if build.version in releases and r[7]:
             releases[build.version].builds[build.abi] = build
         else:

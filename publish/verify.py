@@ -17,13 +17,16 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from publish import downloads as shown_downloads
 from publish import index, pages
 from publish.files import inside, remove
 from publish.releases import Project, is_valid_name, load_all
 from publish.simple import armv6l_name
+from stats.downloads import Downloads
 from worker.build import sha256_of
 
 # A publisher's temporary file or directory (publish.files) younger than this is
@@ -51,11 +54,12 @@ def verify(conn: sqlite3.Connection, www: Path, site: pages.Site) -> list[Findin
     """Every finding, projects in name order, then the top of www/."""
     findings: list[Finding] = []
     live: set[str] = set()
+    shown = shown_downloads.shown(site.downloads_path)  # once, not once a project
     with tempfile.TemporaryDirectory(prefix="verify-") as scratch:
         for project in load_all(conn):
             if is_valid_name(project.name):
                 live.add(project.name)
-                findings += _check_project(www, Path(scratch), site, project)
+                findings += _check_project(www, Path(scratch), site, project, shown)
         findings += _check_top(conn, www, Path(scratch), site, live)
     return findings
 
@@ -79,8 +83,8 @@ def repair(conn: sqlite3.Connection, www: Path, site: pages.Site,
     return acted + sum(f.fix not in (None, "remove") for f in findings)
 
 
-def _check_project(www: Path, scratch: Path, site: pages.Site, project: Project
-                   ) -> list[Finding]:
+def _check_project(www: Path, scratch: Path, site: pages.Site, project: Project,
+                   shown: Mapping[str, Downloads]) -> list[Finding]:
     name = project.name
     found: list[Finding] = []
     stale = lambda path, detail: found.append(Finding("stale", path, detail, "publish", name))  # noqa: E731
@@ -117,7 +121,7 @@ def _check_project(www: Path, scratch: Path, site: pages.Site, project: Project
             found.append(Finding("missing", log_path, "a build's log is missing", None, name))
     # The pages as the publisher writes them now (the per-release pages among them),
     # side by side with those served.
-    index.write_project(scratch, site, project)
+    index.write_project(scratch, site, project, downloads=shown)
     pages_dir = scratch / "simple" / name
     if pages_dir.is_dir():
         expected |= {path.name for path in pages_dir.iterdir() if path.is_file()}

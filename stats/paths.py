@@ -4,6 +4,9 @@
     /simple/<project>/<file>.whl.metadata   a PEP 658 metadata fetch
     /simple/<project>/ (index.html, .json)  the project's simple page: a search when an
                                             installer asks, a page when a person does
+    /<codename>/simple/...                  the same, in a Raspberry Pi OS release's
+                                            own index (its page of the project, and
+                                            its own copies of wheels)
     /project/<project>/ (index.html)        the project page
     /project/<project>/json/ (index.json)   the project JSON
     anything else                           a page
@@ -18,6 +21,8 @@ from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 
+from ingest.coverage import TARGETS
+
 DOWNLOAD = "download"
 METADATA = "metadata"
 SIMPLE = "simple"          # becomes SEARCH or PAGE once the agent is known
@@ -28,8 +33,11 @@ PAGE = "page"
 KINDS = (DOWNLOAD, METADATA, SEARCH, PROJECT_PAGE, PROJECT_JSON, PAGE)
 
 NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-SIMPLE_FILE = re.compile(rf"/simple/({NAME})/([^/]+\.whl)(\.metadata)?")
-SIMPLE_PAGE = re.compile(rf"/simple/({NAME})/(?:index\.html|index\.json)?")
+# /simple/ or a release's /<codename>/simple/ (publish.index): both serve pip.
+SIMPLE_ROOT = "(?:/(?:{}))?/simple".format("|".join(
+    sorted({re.escape(t.codename) for t in TARGETS.values()})))
+SIMPLE_FILE = re.compile(rf"{SIMPLE_ROOT}/({NAME})/([^/]+\.whl)(\.metadata)?")
+SIMPLE_PAGE = re.compile(rf"{SIMPLE_ROOT}/({NAME})/(?:index\.html|index\.json)?")
 PROJECT = re.compile(rf"/project/({NAME})/(?:index\.html)?")
 PROJECT_JSON_PATH = re.compile(rf"/project/({NAME})/json/(?:index\.json)?")
 

@@ -4,11 +4,14 @@ the test Redis, the real publisher (an rq worker in burst mode) and the real int
 
 from __future__ import annotations
 
+import _sqlite3
 import dataclasses
 import hashlib
 import json
+import zipfile
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -440,6 +443,43 @@ def test_verify_finds_and_repairs_what_it_can(farm, redis, admin):
     assert [line.split()[1:3] for line in left] == [  # projects in name order
         ["damaged", f"simple/bar/{PURE.format('bar', '0.1')}:"],
         ["missing", f"simple/foo/{PURE.format('foo', '2.0')}:"]]
+
+
+def test_scan_compiled_flags_wheels_published_before_the_intake_read_them(
+        farm, redis, admin):
+    """Wheels recorded before `compiled` existed (NULL) are read with the intake's own
+    rule (worker.elf.compiled_code) and recorded; their pages follow."""
+    config, conn = farm
+    www = config.www_dir
+    platform = "{}-{}-cp311-cp311-linux_armv7l.whl"
+    add_builds(conn, www, [(p, v, "cp311", "success", [(name, None, [], [], [], [])])
+                           for p, v, name in (("foo", "1.0", platform.format("foo", "1.0")),
+                                              ("foo", "2.0", platform.format("foo", "2.0")),
+                                              ("bar", "0.1", platform.format("bar", "0.1")),
+                                              ("baz", "3.0", PURE.format("baz", "3.0")))])
+    with zipfile.ZipFile(www / "simple" / "bar" / platform.format("bar", "0.1"), "a") as wheel:
+        wheel.writestr("bar/_speedups.so", Path(_sqlite3.__file__).read_bytes())  # real ELF
+    (www / "simple" / "foo" / platform.format("foo", "2.0")).unlink()
+    assert {r[0] for r in conn.execute("SELECT compiled FROM wheels")} == {None}
+
+    ran = admin("scan-compiled")
+    assert ran.status == 0, ran.err
+    compiled = dict(conn.execute("SELECT filename, compiled FROM wheels").fetchall())
+    assert compiled == {platform.format("foo", "1.0"): 0, platform.format("foo", "2.0"): None,
+                        platform.format("bar", "0.1"): 1, PURE.format("baz", "3.0"): None}
+    assert f"{platform.format('foo', '1.0')}: built without compiled code" in ran.out
+    assert f"{platform.format('foo', '2.0')}: not read" in ran.out
+    assert ran.out.splitlines()[-1] == ("2 wheels read, 2 recorded, 1 built without "
+                                        "compiled code, 1 unreadable")
+    publish(redis)
+    page = (www / "project" / "foo" / "index.html").read_text()
+    [row] = [line for line in page.splitlines()
+             if platform.format("foo", "1.0") + "</a>" in line]
+    assert "built without compiled code</span>" in row
+
+    ran = admin("scan-compiled")  # what was read is not read again
+    assert ran.out.splitlines()[-1] == "0 wheels read, 0 recorded, 0 built without " \
+        "compiled code, 1 unreadable"
 
 
 # --- reconcile ------------------------------------------------------------------------

@@ -24,15 +24,18 @@ from ingest import catalogue
 from ingest.__main__ import main as ingest_main
 from ingest.catalogue import schema
 from ingest.migrations import migrate
-from ingest.profile_rebuilds import queue_profile_rebuilds
+from ingest.profile_rebuilds import ATTEMPTS, queue_profile_rebuilds
 from publish.contents import Contents, cache_path
-from publish.intake import Intake, compiled_code
+from publish.intake import Intake
 from publish.releases import RELEASE_INDEXES
 from tests.publishing import apply_events, wheel_bytes
 from tests.sdists import optional_c_sdist, write_index
 from tests.servers import serve
 from tests.test_end_to_end import run_workers, write_events
-from worker.queues import SERIALIZER, build_job_id, build_queue_name
+from worker import health
+from worker.elf import compiled_code
+from worker.profile import load_build_deps, load_profile, record_installed
+from worker.queues import SERIALIZER, AllowlistJob, build_job_id, build_queue_name
 from worker.wheel import inspect_wheel
 from worker.wire import Machine
 
@@ -102,6 +105,8 @@ def test_a_catalogue_of_the_previous_schema_migrates_in_place(tmp_path):
                 "abi_tag, platform_tag, size, sha256, uploaded_at, armv6) VALUES "
                 "('alpha-2.0-cp311-cp311-linux_armv7l.whl', 'alpha', '2.0', 'cp311', "
                 "'cp311', 'cp311', 'linux_armv7l', 3, 'x', '2025-01-01T00:00:00Z', 1)")
+    old.execute("INSERT INTO profile_rebuilds (project, version, abi, profile, requested_at) "
+                "VALUES ('alpha', '2.0', 'cp311', 2, '2025-01-01T00:00:00Z')")
     before = old.execute("SELECT * FROM builds").fetchall()
     assert old.execute("PRAGMA user_version").fetchone()[0] == len(schema.MIGRATIONS) - 1
     old.close()
@@ -114,7 +119,8 @@ def test_a_catalogue_of_the_previous_schema_migrates_in_place(tmp_path):
         "SELECT machine, profile, os_release, toolchain, failure_reason, failure_detail, "
         "failure_package FROM live_builds").fetchone()) == (None,) * 7
     assert tuple(conn.execute("SELECT armv6, compiled FROM wheels").fetchone()) == (1, None)
-    assert conn.execute("SELECT COUNT(*) FROM profile_rebuilds").fetchone()[0] == 0
+    # A request made before attempts were counted was the first.
+    assert [r[0] for r in conn.execute("SELECT attempts FROM profile_rebuilds")] == [1]
     with pytest.raises(sqlite3.IntegrityError):  # 0, 1 or NULL only
         conn.execute("UPDATE wheels SET compiled = 2")
     conn.close()
@@ -170,15 +176,35 @@ def test_compiled_code_is_read_from_the_wheel(tmp_path, filename, with_elf, expe
         assert compiled_code(wheel, archive) is expected
 
 
-# --- a wheel without its compiled code, published, then rebuilt once -------------------
+# --- a wheel without its compiled code, published, then rebuilt for a newer profile ----
 
-PROFILE = "# version: {version}\nbuild-essential  # every C extension\n"
+DEPS = "# version: {version}\n"
+
+
+@dataclass
+class Farm:
+    """The builder profile the master and the worker read: the shipped profile and a
+    build-dependencies file of the test's own, whose version a test bumps."""
+
+    deps: Path
+    marker: Path  # what `python -m worker profile --install` records on the worker
+
+    def bump(self) -> int:
+        """A new version of the build dependencies (a library added): the new builder
+        profile version."""
+        version = load_build_deps(self.deps).version + 1
+        self.deps.write_text(DEPS.format(version=version))
+        return load_profile(deps=self.deps).version
+
+    def install(self) -> None:
+        """The worker installs the current profile."""
+        record_installed(load_profile(deps=self.deps).version, self.marker)
 
 
 @pytest.fixture
 def farm(tmp_path, config, redis, offline_pip, backend_wheels, monkeypatch):
     """A real worker building from a file index, the intake over HTTP, a builder
-    profile of our own (version 5) that the worker has installed."""
+    profile that the worker has installed."""
     sources = tmp_path / "sources"
     sources.mkdir()
     index = write_index(tmp_path / "upstream", [
@@ -186,16 +212,16 @@ def farm(tmp_path, config, redis, offline_pip, backend_wheels, monkeypatch):
         optional_c_sdist(sources, "ww-needs-header", "1.0", optional=False),
         *backend_wheels])
     monkeypatch.setenv("WHEELWRIGHT_BUILD_INDEX_URL", index)
-    profile = tmp_path / "builder-profile.txt"
-    profile.write_text(PROFILE.format(version=5))
-    marker = tmp_path / "installed-profile"
-    marker.write_text("5\n")
-    monkeypatch.setenv("WHEELWRIGHT_BUILDER_PROFILE", str(profile))
-    monkeypatch.setenv("WHEELWRIGHT_PROFILE_MARKER", str(marker))
+    deps = tmp_path / "build-deps.txt"
+    deps.write_text(DEPS.format(version=1))
+    farm = Farm(deps, tmp_path / "installed-profile")
+    farm.install()
+    monkeypatch.setenv("WHEELWRIGHT_BUILD_DEPS", str(deps))
+    monkeypatch.setenv("WHEELWRIGHT_PROFILE_MARKER", str(farm.marker))
     intake = serve(Intake(config).app)
     monkeypatch.setenv("WHEELWRIGHT_INTAKE_URL", intake.url)
     try:
-        yield profile
+        yield farm
     finally:
         intake.stop()
 
@@ -209,11 +235,17 @@ def _events(tmp_path: Path, *names: str) -> Path:
     return write_events(tmp_path / "events.jsonl", events)
 
 
-def test_a_wheel_built_without_its_code_is_marked_then_rebuilt_once_per_profile(
+def _reports(redis, abi: str, profile: int, disk: Path, worker: str = "pi-new") -> None:
+    """A live worker of `abi` says, in its health record, it has `profile` installed."""
+    health.publish(redis, health.collect(worker, abi, 0, disk, profile=profile))
+
+
+def test_a_wheel_built_without_its_code_is_marked_then_rebuilt_for_a_newer_profile(
         tmp_path, config, redis, farm):
     ingest_main(["replay", str(_events(tmp_path, "ww-yamlish"))])
     abi = config.abis[0]
     run_workers(redis, abi)
+    built_with = load_profile(deps=farm.deps).version
 
     conn = catalogue.connect(config.catalogue_path)
     [wheel] = conn.execute("SELECT filename, compiled FROM wheels").fetchall()
@@ -221,82 +253,171 @@ def test_a_wheel_built_without_its_code_is_marked_then_rebuilt_once_per_profile(
     assert wheel["compiled"] == 0
     build = conn.execute("SELECT * FROM builds").fetchone()
     assert (build["status"], build["worker"], build["machine"], build["profile"]) == (
-        "success", "test-worker", "test-worker", 5)
+        "success", "test-worker", "test-worker", built_with)
     assert build["os_release"] and build["failure_reason"] is None
 
     page = (config.www_dir / "project" / "ww-yamlish" / "index.html").read_text()
     [row] = [line for line in page.splitlines() if wheel["filename"] + "</a>" in line]
     assert "built without compiled code</span>" in row
-    assert "built on test-worker: " in page and "builder profile 5" in page
+    assert "built on test-worker: " in page and f"builder profile {built_with}" in page
     document = json.loads((config.www_dir / "project" / "ww-yamlish" / "json" /
                            "index.json").read_text())
     release = document["releases"]["1.0"]
     assert release["files"][wheel["filename"]]["compiled"] is False
     assert release["builds"][abi]["failure"] is None
     assert release["builds"][abi]["machine"]["name"] == "test-worker"
-    assert release["builds"][abi]["machine"]["profile"] == 5
+    assert release["builds"][abi]["machine"]["profile"] == built_with
 
     queue = Queue(build_queue_name(abi), connection=redis, serializer=SERIALIZER)
     job_id = build_job_id("ww-yamlish", "1.0", abi)
-    ingest_main(["schedule"])  # the profile it was built with: nothing to do
-    assert queue.job_ids == []
 
-    farm.write_text(PROFILE.format(version=6))  # the library added to the profile
+    def requests() -> list[tuple[int, int]]:
+        return [tuple(r) for r in conn.execute(
+            "SELECT profile, attempts FROM profile_rebuilds ORDER BY profile")]
+
+    ingest_main(["schedule"])  # the profile it was built with: nothing to do
+    assert queue.job_ids == [] and requests() == []
+
+    # The library added to the build dependencies: a newer profile, which no worker
+    # has installed yet. Asking now would only build the same wheel again.
+    newer = farm.bump()
+    assert newer == built_with + 1
+    ingest_main(["schedule"])
+    assert queue.job_ids == [] and requests() == []
+    _reports(redis, abi, built_with, tmp_path)  # a worker on the old one changes nothing
+    ingest_main(["schedule"])
+    assert queue.job_ids == [] and requests() == []
+
+    _reports(redis, abi, newer, tmp_path)  # one worker has installed it
     ingest_main(["schedule"])
     ingest_main(["schedule"])  # a restart looks again: still one rebuild
     assert queue.job_ids == [job_id]
+    assert requests() == [(newer, 1)]
     assert [tuple(r) for r in conn.execute("SELECT project, version, abi FROM rebuilds")] \
         == [("ww-yamlish", "1.0", abi)]
 
-    # The builder has not installed profile 6 yet: its rebuild still lacks the code,
-    # and is not asked for again for the same profile.
+    # Another worker, still on the old profile, took the job: the rebuild lands from
+    # the older profile, still without the code, so it is asked for again.
     run_workers(redis, abi)
+    assert conn.execute("SELECT profile FROM builds").fetchone()[0] == built_with
     assert conn.execute("SELECT COUNT(*) FROM rebuilds").fetchone()[0] == 0  # replaced
+    ingest_main(["schedule"])
+    assert queue.job_ids == [job_id]
+    assert requests() == [(newer, 2)]
+
+    # This time a worker with the new profile builds it: done, whatever the wheel holds.
+    farm.install()
+    run_workers(redis, abi)
+    assert conn.execute("SELECT profile FROM builds").fetchone()[0] == newer
     ingest_main(["schedule"])
     ingest_main(["schedule"])
     assert queue.job_ids == []
-    assert [r[0] for r in conn.execute("SELECT profile FROM profile_rebuilds")] == [6]
+    assert requests() == [(newer, 2)]
     conn.close()
+
+
+def _record(conn, project: str, tags: str = "cp311-cp311-linux_armv7l",
+            compiled: bool | None = False, profile: int | None = 1, abi: str = "cp311",
+            failure: Failure | None = None) -> None:
+    """A build as the intake records it, and its push clearing its rebuild mark."""
+    name = f"{project}-1.0-{tags}.whl"
+    machine = None if profile is None else Machine("pi", profile, "Debian", "gcc")
+    python, abi_tag, platform = tags.split("-")
+    if failure is not None:
+        catalogue.record_build(conn, Report(project, "1.0", abi=abi, status="failed",
+                                            machine=machine), [], None, failure=failure)
+    else:
+        catalogue.record_build(
+            conn, Report(project, "1.0", abi=abi, files=[File(name)], machine=machine),
+            [Wheel(name, python, abi_tag, platform)], None, compiled={name: compiled})
+    catalogue.clear_rebuild(conn, project, "1.0", abi)
+
+
+def _asked(rebuilds) -> list[tuple[str, int, bool]]:
+    return sorted((r.request.project, r.request.attempt, r.queued) for r in rebuilds)
 
 
 def test_profile_rebuilds_leave_alone_what_they_must(tmp_path, config, redis):
     """Compiled wheels, pure ones, builds made with the current profile, skipped
     releases and ABIs we do not build are not rebuilt; an older worker's build (no
-    profile known) is."""
+    profile known) is, and so is a build refused for missing build dependencies;
+    nothing is until a worker of the ABI has the profile."""
     conn = catalogue.connect(config.catalogue_path)
-    apply_events(conn, [(name, "1.0", action) for name in ("a", "b", "c", "d", "e", "f")
+    names = ("a", "b", "c", "d", "e", "f", "g", "h")
+    apply_events(conn, [(name, "1.0", action) for name in names
                         for action in ("new release", f"add source file {name}-1.0.tar.gz")])
-
-    def built(project: str, tags: str, compiled: bool | None, profile: int | None,
-              abi: str = "cp311") -> None:
-        name = f"{project}-1.0-{tags}.whl"
-        machine = None if profile is None else Machine("pi", profile, "Debian", "gcc")
-        python, abi_tag, platform = tags.split("-")
-        catalogue.record_build(
-            conn, Report(project, "1.0", abi=abi, files=[File(name)], machine=machine),
-            [Wheel(name, python, abi_tag, platform)], None, compiled={name: compiled})
-
-    built("a", "cp311-cp311-linux_armv7l", False, 1)  # rebuilt
-    built("b", "cp311-cp311-linux_armv7l", True, 1)  # has its code
-    built("c", "py3-none-any", None, 1)  # pure
-    built("d", "cp311-cp311-linux_armv7l", False, 2)  # the current profile
-    built("e", "cp311-cp311-linux_armv7l", False, None)  # an older worker: rebuilt
-    built("f", "cp39-cp39-linux_armv7l", False, 1, abi="cp39")  # not an ABI we build
+    _record(conn, "a")  # rebuilt
+    _record(conn, "b", compiled=True)  # has its code
+    _record(conn, "c", "py3-none-any", compiled=None)  # pure
+    _record(conn, "d", profile=2)  # the current profile
+    _record(conn, "e", profile=None)  # an older worker: rebuilt
+    _record(conn, "f", "cp39-cp39-linux_armv7l", abi="cp39")  # not an ABI we build
+    _record(conn, "g", failure=Failure("missing-build-deps", "libfoo-dev", None))  # rebuilt
+    _record(conn, "h", failure=Failure("missing-header", "foo.h", "libfoo-dev"))  # not
     catalogue.set_operator_skip(conn, catalogue.OperatorSkip("a", "1.0", "cp311", "no"))
 
+    assert queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0) == []  # no worker yet
+    _reports(redis, "cp39", 2, tmp_path, "pi-39")  # nor of this ABI
+    assert queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0) == []
+    _reports(redis, "cp311", 2, tmp_path)
     asked = queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0)
-    assert [(r.project, r.queued) for r in asked] == [("e", True)]
+    assert _asked(asked) == [("e", 1, True), ("g", 1, True)]
     catalogue.set_operator_skip(conn, catalogue.OperatorSkip("a", "1.0", "cp311", None))
     asked = queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0)
-    assert [(r.project, r.queued) for r in asked] == [("a", True)]
+    assert _asked(asked) == [("a", 1, True)]
     assert queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0) == []
-    # Its job already waits: a newer profile marks the build, and queues nothing more.
+    # Their jobs already wait: a newer profile marks the builds, and queues nothing more.
+    _reports(redis, "cp311", 3, tmp_path)
     asked = queue_profile_rebuilds(conn, redis, 3, ["cp311"], 600, 0)
-    assert sorted((r.project, r.queued) for r in asked) == [("a", False), ("d", True),
-                                                             ("e", False)]
+    assert _asked(asked) == [("a", 1, False), ("d", 1, True), ("e", 1, False),
+                             ("g", 1, False)]
     queue = Queue(build_queue_name("cp311"), connection=redis, serializer=SERIALIZER)
     assert sorted(queue.job_ids) == sorted(build_job_id(p, "1.0", "cp311")
-                                           for p in ("a", "d", "e"))
+                                           for p in ("a", "d", "e", "g"))
+    assert conn.execute("SELECT COUNT(*) FROM rebuilds").fetchone()[0] == 4
+    conn.close()
+
+
+def test_a_profile_rebuild_is_asked_for_again_up_to_a_cap(tmp_path, config, redis):
+    """Each pass asks again for a request whose rebuild landed from an older profile
+    or whose job is lost, ATTEMPTS times at most; one made with the profile ends it."""
+    conn = catalogue.connect(config.catalogue_path)
+    apply_events(conn, [("a", "1.0", "new release"), ("a", "1.0", "add source file a-1.0.tar.gz")])
+    _record(conn, "a", profile=1)
+    _reports(redis, "cp311", 2, tmp_path)
+    queue = Queue(build_queue_name("cp311"), connection=redis, serializer=SERIALIZER)
+    job_id = build_job_id("a", "1.0", "cp311")
+
+    def ask() -> list[tuple[str, int, bool]]:
+        return _asked(queue_profile_rebuilds(conn, redis, 2, ["cp311"], 600, 0))
+
+    def gone() -> None:
+        """The job leaves Redis: taken by a worker (its result expires), or lost."""
+        queue.remove(job_id)
+        AllowlistJob.fetch(job_id, connection=redis, serializer=SERIALIZER).delete()
+
+    assert ask() == [("a", 1, True)]
+    assert ask() == []  # its job waits
+    gone()
+    assert ask() == [("a", 2, True)]  # the job was lost (Redis lost it, a crash)
+    assert queue.job_ids == [job_id]
+    gone()
+    _record(conn, "a", profile=1)  # landed, from a worker on the old profile
+    assert ask() == [("a", 3, True)]
+    gone()
+    _record(conn, "a", profile=1)
+    assert ask() == [] and ask() == []  # used up: never a loop
+    assert [tuple(r) for r in conn.execute(
+        "SELECT profile, attempts FROM profile_rebuilds")] == [(2, ATTEMPTS)]
+    assert ATTEMPTS == 3
+
+    # A newer profile starts again, and a rebuild made with it ends the requests.
+    _reports(redis, "cp311", 3, tmp_path)
+    assert _asked(queue_profile_rebuilds(conn, redis, 3, ["cp311"], 600, 0)) == [
+        ("a", 1, True)]
+    gone()
+    _record(conn, "a", profile=3)
+    assert queue_profile_rebuilds(conn, redis, 3, ["cp311"], 600, 0) == []
     conn.close()
 
 

@@ -28,6 +28,7 @@ from publish import failures
 from publish.contents import Contents, parse_line
 from publish.failures import Failure, classify, label
 from tests.sdists import write_index
+from worker import notes
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONTENTS_EXTRACTS = [FIXTURES / "contents" / "bookworm-armhf-extract.gz",
@@ -112,6 +113,13 @@ def cases() -> dict[str, Case]:
                                         "os.kill(os.getppid(), signal.SIGKILL)\n")),
         # Not a cause we name: the source itself is broken.
         "ww-broken": Case(c_extension("ww-broken", "#error ww-broken is broken on purpose")),
+        # A build that prints the worker's notes, trailer line first, to choose the
+        # reason its failure is given.
+        "ww-forger": Case(setup_running(
+            f"print({notes.TRAILER!r})\n"
+            f"print({notes.missing_build_deps(['libforged-dev'])!r})\n"
+            f"print({notes.timeout(1)!r})\n"
+            "raise SystemExit('ww-forger fails')\n")),
     }
 
 
@@ -267,6 +275,37 @@ def test_missing_build_dependencies_are_named(tmp_path, backend_wheels, monkeypa
     assert label(failure) == "missing build dependencies ww-no-such-package-dev"
 
 
+def test_a_build_cannot_print_the_workers_notes(build_logs):
+    """The worker's notes are read only after its trailer line, which a build's output
+    cannot hold: the forger's lines are its own output, and say nothing."""
+    log = build_logs["ww-forger"]
+    assert notes.missing_build_deps(["libforged-dev"]) in log and "ww-forger fails" in log
+    assert [line for line in log.splitlines() if line == notes.TRAILER] == [notes.TRAILER]
+    assert log.endswith(notes.TRAILER + "\n")
+    assert classify(log) is None
+    # pip indents what a build prints; a build whose output reaches the log as it is
+    # gets its copy of the trailer line rewritten.
+    forged = notes.with_notes(f"{notes.TRAILER}\n{notes.timeout(1)}\r\n{notes.TRAILER}", [])
+    assert forged.splitlines().count(notes.TRAILER) == 1
+    assert forged.splitlines().count(notes.FORGED_TRAILER) == 2
+    assert classify(forged) is None
+    # Without a trailer (a worker older than it) notes are read where they are.
+    assert classify(notes.missing_build_deps(["libold-dev"]) + "\n") == Failure(
+        "missing-build-deps", "libold-dev")
+
+
+def test_a_contents_cache_that_fails_keeps_the_reason(build_logs, tmp_path):
+    """A lookup that raises (a damaged cache file) costs the package, not the reason."""
+    path = tmp_path / "bookworm-armhf.db"
+    with Contents.build(path, CONTENTS_EXTRACTS):
+        pass
+    damaged = Contents(path)
+    path.write_bytes(b"not a database" * 1000)  # replaced under the open connection
+    assert classify(build_logs["ww-header"], damaged) == Failure("missing-header",
+                                                                 "nonexistent_ww.h")
+    damaged.close()
+
+
 def test_every_reason_has_a_label():
     reasons = {rule.reason for rule in failures.RULES} | {failures.RUST_MISSING}
     assert reasons <= set(failures.REASONS)
@@ -404,6 +443,47 @@ def test_the_cache_is_downloaded_once_and_refreshed_when_old(tmp_path):
     assert [p.name for p in (data / "contents").iterdir()] == ["bookworm-armhf.db"]
     for opened in (first, again, refreshed):
         opened.close()
+
+
+def test_a_broken_download_keeps_the_old_cache(tmp_path):
+    """A mirror serving a truncated or garbled index: the refresh fails, and the cache
+    it would have replaced stays, whole."""
+    mirror = mirror_with_extracts(tmp_path / "mirror")
+    data = tmp_path / "var"
+    contents_module.cached(data, "bookworm", "armhf", mirror, 30, print).close()
+    main = tmp_path / "mirror" / "dists" / "bookworm" / "main"
+    index = (main / "Contents-armhf.gz").read_bytes()
+    said: list[str] = []
+    for broken in (index[: len(index) // 2],  # cut short: EOFError from gzip
+                   index[:20] + bytes(b ^ 0xFF for b in index[20:])):  # zlib.error
+        (main / "Contents-armhf.gz").write_bytes(broken)
+        kept = contents_module.cached(data, "bookworm", "armhf", mirror, 0, said.append)
+        assert kept is not None and kept.package_for_header("ffi.h") == "libffi-dev"
+        kept.close()
+    assert sum("could not refresh" in line for line in said) == 2
+
+
+def test_the_publish_worker_refreshes_only_caches_that_exist(tmp_path):
+    """What the publish worker's refresher runs (publish.contents.refresh_in_background
+    calls it in a thread): an old cache is downloaded again, a fresh one is not, and
+    none is made where there was none."""
+    data = tmp_path / "var"
+    mirror = mirror_with_extracts(tmp_path / "mirror")
+    said: list[str] = []
+    assert contents_module.refresh_stale(data, mirror, 30, said.append) == [] and said == []
+    assert not (data / "contents").exists()
+    old = contents_module.cache_path(data, "bookworm", "armhf")
+    Contents.build(old, CONTENTS_EXTRACTS[:1], about={"built": "0"}).close()  # 1970
+    fresh = contents_module.cache_path(data, "trixie", "armhf")
+    Contents.build(fresh, CONTENTS_EXTRACTS[:1]).close()
+    assert contents_module.stale_caches(data, 30) == [("bookworm", "armhf")]
+    assert contents_module.refresh_stale(data, mirror, 30, said.append) == [
+        ("bookworm", "armhf")]
+    with Contents(old) as refreshed:
+        assert time.time() - refreshed.built < 600
+        assert refreshed.package_for_tool("swig") == "swig"  # from Contents-all.gz
+    assert contents_module.stale_caches(data, 30) == []
+    assert not any("trixie" in line for line in said)
 
 
 def test_an_unreachable_mirror_keeps_the_old_cache(tmp_path):

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import html
 import json
+import re
+import shutil
+import subprocess
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from publish import pages
-from publish.downloads import Shown
 from publish.releases import Build, Project, Release, Wheel
+from stats.downloads import Downloads
 
 HOSTILE = '<script>alert("x")</script> & "quoted"'
 
@@ -131,7 +135,7 @@ def test_text_that_looks_like_an_entity_stays_text(text):
 def test_downloads_line_says_the_day_or_is_left_out():
     project = hostile_project()
     assert "Downloads:" not in pages.project_page(SITE, project)
-    shown = Shown(last_30_days=1234, all_time=98765, as_of="2025-02-03")
+    shown = Downloads(last_30_days=1234, all_time=98765, as_of="2025-02-03")
     page = pages.project_page(SITE, project, downloads=shown)
     assert ('<p class="downloads">Downloads: <strong>1,234</strong> in the last 30 days, '
             '<strong>98,765</strong> in all, as of 2025-02-03 (UTC)</p>') in page
@@ -142,10 +146,79 @@ def test_downloads_line_says_the_day_or_is_left_out():
 
 
 def test_packages_json_is_ranked_by_downloads():
-    rows = [pages.SearchRow("b", "bee", "1.0", Shown(5, 10, "2025-01-01")),
-            pages.SearchRow("a", None, None, None),
-            pages.SearchRow("c", "sea", None, Shown(5, 20, "2025-01-01")),
-            pages.SearchRow("d", HOSTILE, None, Shown(0, 1, "2025-01-01"))]
+    rows = [pages.SearchRow("b", "bee", Downloads(5, 10, "2025-01-01")),
+            pages.SearchRow("a", None, None),
+            pages.SearchRow("c", "sea", Downloads(5, 20, "2025-01-01")),
+            pages.SearchRow("d", HOSTILE, Downloads(0, 1, "2025-01-01"))]
+    # name, 30 days, all time, summary: nothing else (no always-empty column)
     assert json.loads(pages.packages_json(rows)) == [
-        ["c", 5, 20, "sea", ""], ["b", 5, 10, "bee", "1.0"], ["d", 0, 1, HOSTILE, ""],
-        ["a", 0, 0, "", ""]]
+        ["c", 5, 20, "sea"], ["b", 5, 10, "bee"], ["d", 0, 1, HOSTILE], ["a", 0, 0, ""]]
+
+
+# What a test page beside the home page does in Chromium: type into the home page's
+# search box (in a frame, as a person's keystroke would: the value, then an "input"
+# event) until the suggestions come, and write down their order.
+TYPIST = """<!DOCTYPE html>
+<html><body><pre id="out"></pre><iframe id="home" src="index.html"></iframe>
+<script>
+var frame = document.getElementById("home");
+function type() {
+  var doc = frame.contentDocument, input = doc && doc.querySelector("#search input");
+  if (input) {
+    input.value = %s;
+    input.dispatchEvent(new Event("input"));
+    var options = doc.querySelectorAll("#names option");
+    if (options.length) {
+      document.getElementById("out").textContent = JSON.stringify(
+        Array.prototype.map.call(options, function (o) { return o.value; }));
+      return;
+    }
+  }
+  setTimeout(type, 20);  // packages.json not fetched yet
+}
+frame.addEventListener("load", type);
+</script></body></html>
+"""
+
+
+def suggestions(www: Path, typed: str) -> list[str]:
+    """The names the home page's search offers for `typed`, in real headless Chromium
+    running the real search.js against the served packages.json."""
+    from publish.screenshot import CHROMIUM_FLAGS, chromium
+    from publish.server import start_in_thread
+
+    (www / "typist.html").write_text(TYPIST % json.dumps(typed))
+    server = start_in_thread(www, access_log=None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="wheelwright-chromium-") as profile:
+            result = subprocess.run(
+                [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                 "--virtual-time-budget=10000", "--dump-dom", f"{server.url}typist.html"],
+                capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        server.stop()
+    found = re.search(r'<pre id="out">(.*?)</pre>', result.stdout, re.S)
+    assert found and found.group(1), f"no suggestions came: {result.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="Debian's chromium package is not installed")
+def test_search_offers_the_exact_name_then_the_most_downloaded_first(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    figures = {"numpy-aaa": 1, "numpy": 5, "numpyro": 50, "numpy-zzz": 100, "scipy": 1000}
+    rows = [pages.SearchRow(name, None, Downloads(recent, recent, "2025-01-01"))
+            for name, recent in figures.items()]
+    # More matches than are offered, never downloaded, named to sort first.
+    rows += [pages.SearchRow(f"numpy-a{i:02d}", None, None) for i in range(30)]
+    (www / "packages.json").write_text(pages.packages_json(rows))
+    totals = pages.Totals(len(rows), 0, 0, 0, 0, 0)
+    (www / "index.html").write_text(pages.home_page(SITE, totals, []))
+
+    offered = suggestions(www, "NumPy")  # as typed, not as canonical
+    assert offered[:4] == ["numpy", "numpy-zzz", "numpyro", "numpy-aaa"]
+    assert offered[4:] == [f"numpy-a{i:02d}" for i in range(16)]  # 20 at most
+    # The exact name first even when it is not among the 20 most downloaded matches.
+    assert suggestions(www, "numpy-a00") == ["numpy-a00"]
+    assert suggestions(www, "nump")[:3] == ["numpy-zzz", "numpyro", "numpy"]

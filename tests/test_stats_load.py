@@ -174,3 +174,24 @@ def test_times_are_converted_to_utc():
     when = BASE + timedelta(minutes=5)
     lines, rows, _ = sample_log(when)
     assert parse(lines[0]).time == rows[0].time == "2024-10-10 08:05:00"
+
+
+def test_a_release_index_counts_like_the_simple_index(tmp_path, db):
+    """/<codename>/simple/ serves pip as /simple/ does (publish.index): its wheels are
+    downloads, its project pages searches (or page views), under the project's name."""
+    from tests.stats_logs import FIREFOX, NUMPY_WHL, PIP23, line
+
+    lines = [line("192.0.2.10", BASE, "GET /bookworm/simple/NumPy/ HTTP/1.1", 200, 900, PIP23),
+             line("192.0.2.10", BASE, f"GET /bookworm/simple/numpy/{NUMPY_WHL}.metadata "
+                  "HTTP/1.1", 200, 900, PIP23),
+             line("192.0.2.10", BASE, f"GET /bookworm/simple/numpy/{NUMPY_WHL} HTTP/1.1", 200,
+                  5_000_000, PIP23),
+             line("192.0.2.11", BASE, "GET /trixie/simple/numpy/index.json HTTP/1.1", 200, 900,
+                  FIREFOX),
+             line("192.0.2.12", BASE, "GET /nowhere/simple/numpy/ HTTP/1.1", 404, 150, PIP23)]
+    log = tmp_path / "access.log"
+    write_log(log, lines)
+    load_file(db, parser(tmp_path), log)
+    assert [row[1:4] for row in stored_rows(db)] == [
+        ("search", "numpy", None), ("metadata", "numpy", NUMPY_WHL),
+        ("download", "numpy", NUMPY_WHL), ("page", "numpy", None), ("page", None, None)]

@@ -16,8 +16,8 @@ COMMANDS = {
                "settings", "up", "admin"],
     # A group of commands is listed as "package group".
     "ingest admin": ["add", "skip", "unskip", "remove", "rebuild", "retry-failed", "import",
-                     "opt-out", "opt-in", "verify", "reconcile"],
-    "worker": ["armhf-chroot", "acl", "profile", "settings"],
+                     "opt-out", "opt-in", "verify", "scan-compiled", "reconcile"],
+    "worker": ["chroot", "armhf-chroot", "acl", "profile", "settings"],
     "publish": ["intake", "serve", "worker", "write", "screenshot", "contents", "downloads"],
     "stats": ["load", "follow", "health", "serve", "screenshot"],
 }

@@ -22,7 +22,7 @@ from redis import Redis
 from ingest.__main__ import main as ingest_main
 from tests.sdists import c_sdist
 from tests.test_worker import ROOT, catalogue_rows, release_events, start_farm, stored_log
-from worker.armhf import chroot_marker
+from worker.chroot import chroot_marker
 from worker.profile import (
     installed_profile,
     load_build_deps,

@@ -27,8 +27,8 @@ from tests.test_worker import (
     run_workers,
     start_farm,
 )
-from worker import settings
-from worker.armhf import READY, chroot_marker, profile_commands, profile_outdated, worker_env
+from worker import notes, settings
+from worker.chroot import READY, chroot_marker, profile_commands, profile_outdated, worker_env
 from worker.interpreter import probe
 from worker.machine import os_release, toolchain
 from worker.profile import (
@@ -37,8 +37,11 @@ from worker.profile import (
     DEFAULT,
     MARKER,
     ProfileError,
+    available_packages,
     build_deps_for,
+    describe,
     install_command,
+    installable,
     installed_profile,
     load_build_deps,
     load_profile,
@@ -70,13 +73,79 @@ def test_shipped_profile_parses():
 
 def test_shipped_build_deps_parse_and_are_all_installed_by_the_profile_command():
     deps = load_build_deps()
-    assert deps.by_project["pyyaml"] == ["libyaml-dev"]
-    assert build_deps_for("PyYAML") == build_deps_for("pyyaml") == ["libyaml-dev"]
-    assert build_deps_for("ruamel.yaml.clib") == ["libyaml-dev"]
+    assert deps.version >= 1
+    assert deps.by_project["h5py"] == ["libhdf5-dev"]
+    assert build_deps_for("PyBluez") == build_deps_for("pybluez") == ["libbluetooth-dev"]
+    assert build_deps_for("NetfilterQueue") == ["libnetfilter-queue-dev"]
     assert build_deps_for("ww-unlisted") == []
     wanted = wanted_packages(load_profile(), deps)
     assert set(deps.packages()) <= set(wanted)
     assert len(wanted) == len(set(wanted))
+
+
+def test_build_deps_name_only_what_the_profile_lacks():
+    """A package the profile has would be checked for nothing: the mapping is for
+    the packages too rare for the profile, and `profile` lists them apart."""
+    profile, deps = load_profile(), load_build_deps()
+    assert set(deps.packages()).isdisjoint(profile.packages)
+    lines = describe(profile, deps, 0)
+    [besides] = [line for line in lines if "besides the profile" in line]
+    assert besides.endswith(f": {len(deps.packages())}") and deps.packages()
+    assert lines[-len(deps.packages()):] == deps.packages()
+
+
+def test_the_profile_version_adds_both_files(tmp_path):
+    """Editing either file (and bumping its version) raises the builder profile
+    version that machines record and the master compares."""
+    profile = tmp_path / "profile.txt"
+    profile.write_text("# version: 4\ngcc  # why\n")
+    deps = tmp_path / "deps.txt"
+    deps.write_text("# version: 2\nww-x: libfoo-dev\n")
+    loaded = load_profile(profile, deps)
+    assert (loaded.version, loaded.file_version, loaded.deps_version) == (6, 4, 2)
+    deps.write_text("# version: 3\nww-x: libfoo-dev libbar-dev\n")
+    assert load_profile(profile, deps).version == 7
+    deps.write_text("ww-x: libfoo-dev\n")  # no version line: it adds nothing
+    assert load_profile(profile, deps).version == 4
+    shipped = load_profile()
+    assert shipped.version == shipped.file_version + load_build_deps().version
+    assert describe(shipped, load_build_deps(), 0)[1] == (
+        f"# = builder-profile.txt version {shipped.file_version} "
+        f"+ build dependencies version {shipped.deps_version}")
+
+
+POLICY = """\
+libffi-dev:
+  Installed: 3.4.4-1
+  Candidate: 3.4.4-1
+  Version table:
+ *** 3.4.4-1 500
+        500 http://mirror.example/debian bookworm/main amd64 Packages
+libfreetype-dev:
+  Installed: (none)
+  Candidate: (none)
+  Version table:
+make:
+  Installed: (none)
+  Candidate: 4.2.1-1.2
+  Version table:
+     4.2.1-1.2 500
+"""
+
+
+def test_packages_a_release_lacks_are_left_out():
+    """`apt-cache policy` on an older release: a name it lacks is not in its output at
+    all, one with no candidate (a virtual or vanished package) is listed as such;
+    both are left out of the install, the rest keep the profile's order."""
+    wanted = ["make", "libfreetype-dev", "libffi-dev", "ww-not-in-this-release", "make"]
+    assert available_packages(POLICY, wanted) == ["make", "libffi-dev"]
+    assert available_packages("", wanted) == []
+
+
+@pytest.mark.skipif(not shutil.which("apt-cache"), reason="needs apt-cache")
+def test_installable_asks_this_hosts_apt():
+    assert installable(["libc6-dev", ABSENT, "libc6-dev"]) == ["libc6-dev"]
+    assert installable([]) == []
 
 
 def _bookworm() -> bool:
@@ -250,6 +319,8 @@ class DepsRun:
     abi: str
     reports: dict[str, dict]  # project -> the report the worker pushed
     logs: dict[str, str]  # project -> the log the worker pushed
+    all_reports: list[dict]  # every push, in order
+    output: str  # what the worker printed
 
 
 @pytest.fixture(scope="module")
@@ -272,14 +343,15 @@ def deps_run(tmp_path_factory, redis_instance, backend_wheels) -> DepsRun:
         try:
             env.setenv("WHEELWRIGHT_INTAKE_URL", server.url)
             ingest_main(["replay", str(release_events(tmp / "events.jsonl", releases))])
-            run_workers(farm.config, 1, {"WHEELWRIGHT_BUILD_DEPS": str(mapping),
-                                         "WHEELWRIGHT_PROFILE_MARKER": str(marker)})
+            [output] = run_workers(farm.config, 1, {"WHEELWRIGHT_BUILD_DEPS": str(mapping),
+                                                    "WHEELWRIGHT_PROFILE_MARKER": str(marker)})
         finally:
             server.stop()
             plain.stop()
             redis.close()
     reports = {r["project"]: r for r in recorder.reports}
-    return DepsRun(farm.config, probe(farm.config.build_python).abi, reports, recorder.logs)
+    return DepsRun(farm.config, probe(farm.config.build_python).abi, reports, recorder.logs,
+                   recorder.reports, output)
 
 
 @pytest.mark.skipif(not shutil.which("dpkg-query"), reason="needs dpkg")
@@ -288,9 +360,15 @@ def test_missing_build_dependency_fails_before_pip(deps_run):
     assert report["status"] == "failed" and report["files"] == []
     # libc6-dev is installed, so only the absent package is named; and nothing else
     # is in the log: pip never ran (its log would say what it was looking at)
-    assert deps_run.logs["ww-needy"] == (f"[wheelwright] missing build dependencies: "
-                                         f"{ABSENT} (apt-get install {ABSENT})\n")
+    assert deps_run.logs["ww-needy"] == notes.with_notes("", [notes.missing_build_deps(
+        [ABSENT])])
+    assert deps_run.logs["ww-needy"] == (f"{notes.TRAILER}\n[wheelwright] missing build "
+                                         f"dependencies: {ABSENT} (apt-get install {ABSENT})\n")
     assert report["duration"] == 0.0
+    # The first try failed the job, for rq to run it again, maybe on another worker
+    # that has the package; only the last try, with no tries left, was recorded.
+    assert deps_run.output.count(f"MissingBuildDeps: test-worker lacks {ABSENT}") == 1
+    assert [r["project"] for r in deps_run.all_reports].count("ww-needy") == 1
 
 
 @pytest.mark.skipif(not shutil.which("dpkg-query"), reason="needs dpkg")

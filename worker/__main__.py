@@ -23,14 +23,20 @@ def main(argv: list[str] | None = None) -> int:
                         "or the running one), e.g. /usr/bin/python3.7 for cp37m")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    armhf = sub.add_parser(
-        "armhf-chroot", help="build in an emulated armhf Debian chroot (slow, opt-in)",
-        description="Set up (once) a Debian armhf chroot with debootstrap and "
-        "qemu-user-static, then run a worker inside it against this host's Redis "
-        "and intake, building real linux_armv7l wheels. Needs root.")
-    from worker.armhf import add_arguments
+    from worker.chroot import add_arguments
 
-    add_arguments(armhf)
+    chroot = sub.add_parser(
+        "chroot", help="build in an emulated ARM Debian chroot (slow, opt-in)",
+        description="Set up (once) a Debian chroot of --arch (armhf: 32-bit Raspberry Pi "
+        "OS, linux_armv7l wheels; arm64: 64-bit, linux_aarch64) and --release with "
+        "debootstrap and qemu-user-static, install the builder profile in it, then run a "
+        "worker inside it against this host's Redis and intake. Needs root.")
+    add_arguments(chroot)
+    armhf = sub.add_parser(
+        "armhf-chroot", help="`chroot --arch armhf`",
+        description="The same as `python -m worker chroot --arch armhf`: a Debian armhf "
+        "chroot building real linux_armv7l wheels. Needs root.")
+    add_arguments(armhf, arch=False)
     acl = sub.add_parser(
         "acl", help="print the Redis ACL for a remote worker",
         description="Print the ACL SETUSER command that gives worker NAME its own Redis "
@@ -54,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         "value (tokens masked), its default and what it means.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "armhf-chroot":
-        from worker.armhf import main as armhf_main
+    if args.command in ("chroot", "armhf-chroot"):
+        from worker.chroot import main as chroot_main
 
-        return armhf_main(args)
+        return chroot_main(args)
     if args.command == "acl":
         return print_acl(args)
     if args.command == "profile":
@@ -96,10 +102,10 @@ def run_worker(args: argparse.Namespace) -> int:
     except InterpreterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from worker.profile import BUILD_DEPS, ProfileError, load_build_deps
+    from worker.profile import ProfileError, load_build_deps
 
     try:  # read at every build: a mistake in it is better seen at once
-        load_build_deps(config.build_deps_file or BUILD_DEPS)
+        load_build_deps(config.build_deps_file)
     except (OSError, ProfileError) as error:
         print(f"error: build dependencies: {error}", file=sys.stderr)
         return 2

@@ -163,8 +163,7 @@ def run_pip_wheel(command: list[str], cwd: Path, *, timeout: float, memory_mb: i
         _kill_group(proc.pid)
         proc.wait()
         reader.join(10)
-    if timed_out:
-        log.write(f"\n[build killed after {timeout:g} s]\n".encode())
+    # The caller notes the timeout after the build's output (worker.notes).
     return PipRun(returncode=None if timed_out else proc.returncode, log=log.text(),
                   seconds=time.monotonic() - started, timed_out=timed_out)
 

@@ -19,11 +19,15 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import ARMAttributesSection
+
+if TYPE_CHECKING:
+    from worker.wheel import WheelInfo
 
 ELF_MAGIC = b"\x7fELF"
 LD_SO_CONF = Path("/etc/ld.so.conf")
@@ -354,3 +358,22 @@ def _starts_as_elf(path: Path) -> bool:
             return f.read(len(ELF_MAGIC)) == ELF_MAGIC
     except OSError:
         return False
+
+
+def compiled_code(wheel: WheelInfo, archive: zipfile.ZipFile) -> bool | None:
+    """True when the wheel holds an ELF file; False when it holds none yet is tagged
+    for an ABI or platform (other than none and any): "built without compiled code",
+    what a package whose optional extension failed to build leaves behind (it falls
+    back to pure Python, and Pi users get the slow code); None for a pure wheel. The
+    one rule for "holds compiled code": the intake records it, `python -m ingest admin
+    scan-compiled` fills it in for wheels published before, and bench/builds.py
+    counts by it."""
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        with archive.open(info) as member:
+            if member.read(len(ELF_MAGIC)) == ELF_MAGIC:
+                return True
+    if wheel.abi_tag == "none" and wheel.platform_tag == "any":
+        return None
+    return False

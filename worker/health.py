@@ -96,6 +96,24 @@ def publish(conn: Redis, health: Health) -> None:
     conn.set(health_key(health.worker), json.dumps(asdict(health)), ex=HEALTH_TTL)
 
 
+def profiles(conn: Redis) -> dict[str, int]:
+    """The newest builder profile (worker.profile) a live worker of each ABI reports:
+    read from the health records, which expire when their worker stops reporting.
+    A record that does not parse says nothing."""
+    newest: dict[str, int] = {}
+    for key in conn.scan_iter(match=f"{HEALTH_PREFIX}*", count=500):
+        try:
+            record = json.loads(conn.get(key) or "null")
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        abi, profile = record.get("abi"), record.get("profile")
+        if isinstance(abi, str) and isinstance(profile, int) and not isinstance(profile, bool):
+            newest[abi] = max(newest.get(abi, 0), profile)
+    return newest
+
+
 class HealthReporter(threading.Thread):
     """Publishes health every `interval` seconds until stopped. It has its own
     Redis connection: the worker's is busy blocking on the queue."""

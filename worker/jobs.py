@@ -16,13 +16,13 @@ from urllib.parse import urlparse
 
 from rq import get_current_job
 
-from worker import settings, stopping
+from worker import notes, settings, stopping
 from worker.apt import apt_report, operator_preinstalled
 from worker.build import pip_wheel_command, run_pip_wheel
 from worker.elf import Resolver, armv6_of_tree, elf_files, unpack
 from worker.interpreter import BuildInterpreter, probe
 from worker.machine import this_machine
-from worker.profile import BUILD_DEPS, build_deps_for, can_check, missing_packages
+from worker.profile import build_deps_for, can_check, missing_packages
 from worker.push import Intake, push
 from worker.report import BuildOutcome, BuiltWheel, Timings
 from worker.sandbox import BUILD_PATH, Sandbox, file_index_path, find_bwrap
@@ -36,6 +36,14 @@ class BuildKilled(RuntimeError):
     """The build was SIGKILLed from outside the worker (an operator, the OOM killer):
     that says nothing of the release. The job fails, and rq's retry runs it again while
     it has tries left; after that the build is recorded as failed, with its log."""
+
+
+class MissingBuildDeps(RuntimeError):
+    """This worker lacks Debian packages build-deps.txt names for the project: that
+    says nothing of the release either, and another worker may have them. The job
+    fails, and rq's retry runs it again while it has tries left; after that the build
+    is recorded as failed for missing build dependencies, which the master asks for
+    again once a newer builder profile is installed (ingest.profile_rebuilds)."""
 
 
 def check_job(project: object, version: object, abi: object,
@@ -102,8 +110,12 @@ def build(project: str, version: str, abi: str, *released: int) -> dict:
         outcome = build_in(workdir, config, interpreter, project, version,
                            released=job.released)
         current = get_current_job()
-        if outcome.killed and current is not None and (current.retries_left or 0) > 0:
+        tries_left = current is not None and (current.retries_left or 0) > 0
+        if outcome.killed and tries_left:
             raise BuildKilled(f"the build of {project} {version} was killed (SIGKILL)")
+        if outcome.missing_deps and tries_left:
+            raise MissingBuildDeps(f"{config.machine_name} lacks "
+                                   f"{', '.join(outcome.missing_deps)} to build {project}")
         outcome.job_id = current.id if current is not None else ""
         outcome.machine = machine
         started = time.monotonic()
@@ -125,11 +137,14 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
              project: str, version: str, released: int = FALLBACK_EPOCH) -> BuildOutcome:
     """Run pip wheel in `workdir`/build, the one place the build may write (seen at
     BUILD_PATH in the sandbox), with SOURCE_DATE_EPOCH `released`, and inspect what
-    it made once it is out of the build's reach."""
-    unmet = check_build_deps(project, config)
-    if unmet is not None:
+    it made once it is out of the build's reach. The log is the build's output, then
+    the worker's notes after their trailer line (worker.notes)."""
+    missing = check_build_deps(project, config)
+    if missing:
         return BuildOutcome(project=project, version=version, abi=interpreter.abi,
-                            status="failed", duration=0.0, log=unmet)
+                            status="failed", duration=0.0,
+                            log=notes.with_notes("", [notes.missing_build_deps(missing)]),
+                            missing_deps=missing)
     inside = workdir / "build"
     dest = inside / "wheels"
     dest.mkdir(parents=True)
@@ -144,52 +159,49 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
     # pip itself killed, or bubblewrap, or pip inside it (bubblewrap exits 128 + signal).
     killed = not run.timed_out and run.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
     outcome = BuildOutcome(project=project, version=version, abi=interpreter.abi,
-                           status="failed", duration=run.seconds, log=run.log,
+                           status="failed", duration=run.seconds, log="",
                            timings=Timings(pip=run.seconds), killed=killed)
+    said: list[str] = []
+    if run.timed_out:
+        said.append(notes.timeout(config.build_timeout))
     if killed:
-        outcome.log += "\n[wheelwright] the build was killed (SIGKILL) from outside\n"
+        said.append(notes.killed())
+    started = time.monotonic()
     try:
         built = take_wheels(dest, workdir / "wheels")
     except OSError as error:
-        outcome.log += f"\n[wheelwright] build refused: its wheel directory was tampered " \
-                       f"with ({error})\n"
-        return outcome
-    if run.returncode != 0 or not built:
-        if run.returncode == 0:
-            outcome.log += "\n[wheelwright] pip succeeded but made no wheel\n"
-        return outcome
-    started = time.monotonic()
-    try:
-        outcome.wheels = [inspect_built(path, workdir, config, interpreter, project, version)
-                          for path in built]
-        outcome.status = "success"
-    except BadWheel as error:
-        outcome.log += f"\n[wheelwright] build refused: {error}\n"
-    outcome.log += "".join(f"\n[wheelwright] {note}" for w in outcome.wheels
-                           for note in w.notes)
+        said.append(notes.REFUSED.format(
+            why=f"its wheel directory was tampered with ({error})"))
+        built = []
+    if run.returncode == 0 and built:
+        try:
+            outcome.wheels = [inspect_built(path, workdir, config, interpreter, project,
+                                            version) for path in built]
+            outcome.status = "success"
+        except BadWheel as error:
+            said.append(notes.REFUSED.format(why=error))
+        said += [notes.PREFIX + note for w in outcome.wheels for note in w.notes]
+    elif run.returncode == 0 and not said:
+        said.append(notes.NO_WHEEL)
     outcome.timings.inspect = time.monotonic() - started
+    outcome.log = notes.with_notes(run.log, said)
     return outcome
 
 
-def check_build_deps(project: str, config: settings.Settings) -> str | None:
-    """The log of a build refused for want of the Debian packages build-deps.txt
-    names for `project`, or None when they are all installed. The worker only checks:
-    it runs builds as a user without apt rights, and installing what a job names would
-    let whoever queues jobs change every builder; `python -m worker profile --install`
-    installs them all ahead of time. The log line's wording is what the master's
-    failure classifier looks for."""
-    needed = build_deps_for(project, config.build_deps_file or BUILD_DEPS)
+def check_build_deps(project: str, config: settings.Settings) -> list[str]:
+    """The Debian packages build-deps.txt names for `project` that are not installed
+    (none: the build may run). The worker only checks: it runs builds as a user
+    without apt rights, and installing what a job names would let whoever queues jobs
+    change every builder; `python -m worker profile --install` installs them all ahead
+    of time."""
+    needed = build_deps_for(project, config.build_deps_file)
     if not needed:
-        return None
+        return []
     if not can_check():
         log.warning("cannot check build dependencies %s of %s: no dpkg-query",
                     ", ".join(needed), project)
-        return None
-    missing = missing_packages(needed)
-    if not missing:
-        return None
-    return (f"[wheelwright] missing build dependencies: {', '.join(missing)} "
-            f"(apt-get install {' '.join(missing)})\n")
+        return []
+    return missing_packages(needed)
 
 
 def build_sandbox(inside: Path, config: settings.Settings,

@@ -20,8 +20,17 @@ SERIALIZER = JSONSerializer
 BUILD_FUNCTION = "worker.jobs.build"
 
 
-def build_queue_name(abi: str) -> str:
-    return f"build-{abi}"
+# The 64-bit Raspberry Pi OS's builds (linux_aarch64) have queues of their own; the
+# 32-bit image's keep the name they had before there were two, so that queued jobs
+# and running workers carry on. Until the master queues builds per (ABI, platform),
+# nothing is queued for aarch64: a 64-bit worker waits, building nothing by mistake.
+PLATFORM_QUEUES = {"linux_aarch64": "aarch64"}
+
+
+def build_queue_name(abi: str, platform: str | None = None) -> str:
+    """The build queue of `abi` wheels for `platform` (a worker's build interpreter's)."""
+    suffix = PLATFORM_QUEUES.get(platform or "")
+    return f"build-{abi}-{suffix}" if suffix else f"build-{abi}"
 
 
 def build_job_id(project: str, version: str, abi: str, incarnation: int = 0) -> str:

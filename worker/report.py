@@ -57,6 +57,9 @@ class BuildOutcome:
     timings: Timings = field(default_factory=Timings)
     job_id: str = ""  # the rq job this build answers
     killed: bool = False  # SIGKILLed from outside the worker (see worker.jobs.BuildKilled)
+    # Debian packages build-deps.txt names that this worker lacks: pip never ran
+    # (see worker.jobs.MissingBuildDeps)
+    missing_deps: list[str] = field(default_factory=list)
     machine: Machine | None = None  # the builder (worker.machine), filled before the push
 
     def report(self, worker: str) -> BuildReport:

@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 _SETTING = "wheelwright.setting"
+# The shipped build dependencies (worker.profile) and where `python -m worker profile
+# --install` records the profile it installed: outside the data directory, since the
+# packages belong to the system and the install runs as root, the worker as its user.
+BUILD_DEPS = Path(__file__).resolve().parent / "build-deps.txt"
+PROFILE_MARKER = Path("/etc/wheelwright/builder-profile")
 _URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
 S = TypeVar("S")
@@ -145,8 +150,8 @@ class Settings:
         shown_default="the host name")
     machine_name_value: str | None = setting(
         "WHEELWRIGHT_MACHINE_NAME", "", "the builder its builds and health are recorded "
-        "under: the worker's name, or it and a suffix (`python -m worker armhf-chroot` "
-        "gives its worker <name>-armhf-<suite>); the intake keeps no other", optional,
+        "under: the worker's name, or it and a suffix (`python -m worker chroot` gives "
+        "its worker <name>-<arch>-<release>); the intake keeps no other", optional,
         shown_default="WHEELWRIGHT_WORKER_NAME")
     worker_token_value: str | None = setting(
         "WHEELWRIGHT_WORKER_TOKEN", "", "this worker's token for the intake", optional,
@@ -189,13 +194,14 @@ class Settings:
         "the target OS image, one a line, `{abi}` replaced by the worker's ABI (Debian's "
         "base system on the builder, Essential and required/important packages and all "
         "they depend on, counts as preinstalled anyway)", optional)
-    build_deps_file: Path | None = setting(
-        "WHEELWRIGHT_BUILD_DEPS", "", "file mapping projects to the extra Debian packages "
-        "their builds need (`project: package ...`); a build whose packages are not all "
-        "installed fails before pip runs", optional_path,
+    build_deps_file: Path = setting(
+        "WHEELWRIGHT_BUILD_DEPS", str(BUILD_DEPS), "file mapping projects to the extra "
+        "Debian packages their builds need (`project: package ...`); a build whose "
+        "packages are not all installed fails before pip runs; its `# version:` adds to "
+        "the builder profile's (worker.profile)", Path,
         shown_default="worker/build-deps.txt")
     profile_marker: Path = setting(
-        "WHEELWRIGHT_PROFILE_MARKER", "/etc/wheelwright/builder-profile", "file where "
+        "WHEELWRIGHT_PROFILE_MARKER", str(PROFILE_MARKER), "file where "
         "`python -m worker profile --install` records the builder profile version it "
         "installed; workers report it in their health and builds", Path)
     push_retries: int = setting(
@@ -220,9 +226,10 @@ class Settings:
         "120 s)", int)
     arm_dir: Path | None = setting(
         "WHEELWRIGHT_ARM_DIR", "", "where `python -m worker armhf-chroot` keeps its Debian "
-        "armhf chroot", optional_path, shown_default="DATA/armhf")
+        "bookworm armhf chroot (other chroots: DATA/chroot-<arch>-<release>)", optional_path,
+        shown_default="DATA/armhf")
     arm_mirror: str | None = setting(
-        "WHEELWRIGHT_ARM_MIRROR", "", "Debian mirror debootstrap fetches the armhf chroot "
+        "WHEELWRIGHT_ARM_MIRROR", "", "Debian mirror debootstrap fetches the ARM chroots "
         "from", optional, shown_default="the host's first Debian apt source")
 
     @property

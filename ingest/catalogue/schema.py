@@ -227,6 +227,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (project, version, abi, profile)
     ) WITHOUT ROWID;
     """,
+    # The newest builds, for the home page's recent builds and the index's feed
+    # (publish.index.NEWEST_BUILDS), read in built_at order without a sort of them all.
+    """
+    CREATE INDEX builds_built ON builds (built_at);
+    """,
+    # Profile rebuilds (ingest.profile_rebuilds) are asked for up to a few times per
+    # (release, ABI, profile): again when a rebuild lands from a builder still on an
+    # older profile, or its job is lost; `attempts` counts them. Builds refused for
+    # missing build dependencies are asked for again too: the partial index finds them.
+    """
+    ALTER TABLE profile_rebuilds ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX builds_missing_deps ON builds (project, version, abi)
+        WHERE failure_reason = 'missing-build-deps';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

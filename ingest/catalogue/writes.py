@@ -503,14 +503,49 @@ def request_rebuild(conn: sqlite3.Connection, project: str, version: str, abi: s
                  "VALUES (?, ?, ?, ?)", (project, version, abi, now_iso()))
 
 
-def record_profile_rebuild(conn: sqlite3.Connection, project: str, version: str,
-                           abi: str, profile: int) -> None:
-    """Remember that the build was queued again for builder profile `profile`
-    (ingest.profile_rebuilds): never again for that profile, however often the
-    scheduler looks. One statement: atomic on its own."""
-    conn.execute("INSERT OR IGNORE INTO profile_rebuilds (project, version, abi, profile, "
-                 "requested_at) VALUES (?, ?, ?, ?, ?)",
-                 (project, version, abi, profile, now_iso()))
+@dataclass(frozen=True, slots=True)
+class ProfileRebuildRequest:
+    """A build asked for again because a newer builder profile is installed
+    (ingest.profile_rebuilds), and which attempt for that profile this is."""
+
+    project: str
+    version: str
+    abi: str
+    profile: int  # the builder profile version it is asked for with
+    attempt: int  # 1 the first time; the caller caps it
+
+
+def request_profile_rebuilds(conn: sqlite3.Connection,
+                             requests: Sequence[ProfileRebuildRequest]) -> None:
+    """Mark each build to be replaced by its next push (as request_rebuild) and
+    remember the request's attempt for its profile, all in one transaction, before
+    any job is queued: a crash after it leaves requests whose job the next pass
+    finds missing, never a job without its request."""
+    now = now_iso()
+    with transaction(conn):
+        conn.executemany(
+            "INSERT OR REPLACE INTO rebuilds (project, version, abi, requested_at) "
+            "VALUES (?, ?, ?, ?)", [(r.project, r.version, r.abi, now) for r in requests])
+        conn.executemany(
+            "INSERT INTO profile_rebuilds (project, version, abi, profile, requested_at, "
+            "attempts) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (project, version, abi, profile) DO UPDATE SET "
+            "requested_at = excluded.requested_at, attempts = excluded.attempts",
+            [(r.project, r.version, r.abi, r.profile, now, r.attempt) for r in requests])
+
+
+def record_compiled(conn: sqlite3.Connection, compiled: Mapping[str, bool | None]) -> int:
+    """Whether each wheel (by file name) holds compiled code, for wheels recorded
+    before the intake said (compiled NULL): `python -m ingest admin scan-compiled`.
+    A wheel a push has said it of since is left as the push said. One transaction;
+    the number of wheels changed."""
+    with transaction(conn):
+        before = conn.total_changes
+        conn.executemany("UPDATE wheels SET compiled = ? WHERE filename = ? "
+                         "AND compiled IS NULL",
+                         [(value, name) for name, value in compiled.items()
+                          if value is not None])
+        return conn.total_changes - before
 
 
 def clear_rebuild(conn: sqlite3.Connection, project: str, version: str, abi: str) -> None:

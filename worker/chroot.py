@@ -1,11 +1,15 @@
-"""`python -m worker armhf-chroot`: a real 32-bit ARM build on a non-ARM host.
+"""`python -m worker chroot --arch armhf|arm64 --release bookworm|trixie|...`: real ARM
+builds on a non-ARM host (`armhf-chroot` is `chroot --arch armhf`).
 
-A Debian armhf chroot made by debootstrap runs under qemu-user-static through
-binfmt_misc: its python3 builds real linux_armv7l wheels, and its dpkg names
-armhf packages. A worker runs inside it against this host's Redis and intake
-(the chroot shares the host's network; a unix-socket Redis and a file:// build
-index are bind-mounted at the same paths). Setting up takes minutes and about
-450 MB; it is done once, then each run starts at once."""
+A Debian chroot made by debootstrap for the architecture runs under qemu-user-static
+through binfmt_misc: an armhf chroot's python3 builds real linux_armv7l wheels (the
+32-bit Raspberry Pi OS), an arm64 one linux_aarch64 wheels (the 64-bit one), and its
+dpkg names that architecture's packages. A worker runs inside it against this host's
+Redis and intake (the chroot shares the host's network; a unix-socket Redis and a
+file:// build index are bind-mounted at the same paths). Setting up takes minutes and
+about 450 MB, plus the builder profile; it is done once, then each run starts at once.
+Whatever releases the Debian mirror serves can be set up; releases Debian has moved to
+its archive (buster and older) are on archive mirrors only: give one with --mirror."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -28,6 +33,7 @@ from worker.profile import (
     BuildDeps,
     Profile,
     install_command,
+    installable,
     installed_profile,
     load_build_deps,
     load_profile,
@@ -38,8 +44,24 @@ from worker.profile import (
 
 PACKAGE = Path(__file__).resolve().parent
 INCLUDE = "python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates"
-HOST_TOOLS = {"debootstrap": "debootstrap", "qemu-arm-static": "qemu-user-static",
-              "update-binfmts": "binfmt-support"}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A Debian architecture a Pi runs, as qemu-user-static emulates it."""
+
+    debian: str  # debootstrap's --arch
+    qemu: str  # the binfmt_misc entry, and qemu-<this>-static
+    platform: str  # the wheel platform its python3 builds for
+
+    @property
+    def host_tools(self) -> dict[str, str]:
+        return {"debootstrap": "debootstrap", f"{self.qemu}-static": "qemu-user-static",
+                "update-binfmts": "binfmt-support"}
+
+
+ARCHES = {arch.debian: arch for arch in (Arch("armhf", "qemu-arm", "linux_armv7l"),
+                                         Arch("arm64", "qemu-aarch64", "linux_aarch64"))}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 READY = "etc/wheelwright-ready"
 VENV = "/opt/wheelwright/venv"
@@ -47,11 +69,18 @@ CODE = "/opt/wheelwright/code"
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, help="where the chroot lives "
-                        "(default WHEELWRIGHT_ARM_DIR or DATA/armhf)")
-    parser.add_argument("--suite", default="bookworm",
-                        help="Debian release to install (default bookworm: cp311)")
+def add_arguments(parser: argparse.ArgumentParser, arch: bool = True) -> None:
+    if arch:
+        parser.add_argument("--arch", choices=sorted(ARCHES), default="armhf",
+                            help="Debian architecture: armhf (32-bit Raspberry Pi OS, "
+                            "linux_armv7l wheels) or arm64 (64-bit, linux_aarch64); "
+                            "default armhf")
+    parser.add_argument("--root", type=Path, help="where the chroot lives (default "
+                        "WHEELWRIGHT_ARM_DIR or DATA/armhf for bookworm armhf, else "
+                        "DATA/chroot-<arch>-<release>)")
+    parser.add_argument("--release", "--suite", dest="release", default="bookworm",
+                        help="Debian release to install (default bookworm: cp311; "
+                        "trixie: cp313)")
     parser.add_argument("--mirror", help="Debian mirror (default WHEELWRIGHT_ARM_MIRROR "
                         "or the first Debian source of this host's apt)")
     parser.add_argument("--setup-only", action="store_true",
@@ -61,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def say(message: str) -> None:
-    print(f"armhf-chroot: {message}", flush=True)
+    print(f"chroot: {message}", flush=True)
 
 
 def host_mirror(sources: Path = Path("/etc/apt")) -> str | None:
@@ -82,9 +111,9 @@ def run(command: list[str], **kwargs) -> None:
     subprocess.run(command, check=True, **kwargs)
 
 
-def ensure_host_tools() -> None:
-    """qemu-user-static, binfmt-support and debootstrap, and the arm binfmt on."""
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+def ensure_host_tools(arch: Arch) -> None:
+    """qemu-user-static, binfmt-support and debootstrap, and the arch's binfmt on."""
+    missing = sorted({pkg for tool, pkg in arch.host_tools.items() if not shutil.which(tool)})
     if missing:
         say(f"installing {' '.join(missing)} with apt-get")
         run(["apt-get", "update", "-qq"])
@@ -92,10 +121,10 @@ def ensure_host_tools() -> None:
             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     if not (BINFMT / "status").exists():
         run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)])
-    if not (BINFMT / "qemu-arm").exists():
-        run(["update-binfmts", "--enable", "qemu-arm"])
-    if not (BINFMT / "qemu-arm").exists():
-        raise SystemExit("error: binfmt_misc has no qemu-arm entry; is qemu-user-static "
+    if not (BINFMT / arch.qemu).exists():
+        run(["update-binfmts", "--enable", arch.qemu])
+    if not (BINFMT / arch.qemu).exists():
+        raise SystemExit(f"error: binfmt_misc has no {arch.qemu} entry; is qemu-user-static "
                          "installed and binfmt_misc available in this kernel?")
 
 
@@ -140,16 +169,16 @@ def copy_code(root: Path) -> Path:
     return target
 
 
-def setup(root: Path, suite: str, mirror: str) -> None:
+def setup(root: Path, arch: Arch, release: str, mirror: str) -> None:
     if (root / READY).exists():
         say(f"chroot ready at {root}")
         return
     started = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "usr/bin/python3").exists():
-        say(f"debootstrap {suite} armhf from {mirror} into {root} (several minutes)")
-        run(["debootstrap", "--arch=armhf", "--variant=minbase", f"--include={INCLUDE}",
-             suite, str(root), mirror])
+        say(f"debootstrap {release} {arch.debian} from {mirror} into {root} (several minutes)")
+        run(["debootstrap", f"--arch={arch.debian}", "--variant=minbase",
+             f"--include={INCLUDE}", release, str(root), mirror])
     shutil.copy2("/etc/resolv.conf", root / "etc/resolv.conf")
     say("installing the host's CA certificates")
     install_ca_certificates(root)
@@ -160,8 +189,7 @@ def setup(root: Path, suite: str, mirror: str) -> None:
         in_chroot(root, [f"{VENV}/bin/pip", "install", "--no-cache-dir", "-r",
                          f"{CODE}/worker/requirements.txt"],
                   env={"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"})
-    ensure_profile(root)
-    (root / READY).write_text(f"{suite}\n")
+    (root / READY).write_text(f"{release}\n")
     say(f"chroot set up in {time.monotonic() - started:.0f} s")
 
 
@@ -190,19 +218,28 @@ def profile_outdated(installed: int, missing: list[str], profile: Profile) -> li
     return reasons
 
 
-def ensure_profile(root: Path) -> None:
-    """Install the builder profile in the chroot when it lacks it, at setup and at each
-    start: a profile bump reaches an existing chroot without setting it up again."""
-    profile, deps = load_profile(), load_build_deps(BUILD_DEPS)
-    reasons = profile_outdated(installed_profile(chroot_marker(root)),
-                               missing_packages(wanted_packages(profile, deps), root=root),
-                               profile)
+def ensure_profile(root: Path, deps_file: Path = BUILD_DEPS) -> None:
+    """Install the builder profile in the chroot when it lacks it, at each start (the
+    first included): a profile bump reaches an existing chroot without setting it up
+    again. An older release lacks some of the profile's packages: it gets the others."""
+    profile, deps = load_profile(deps=deps_file), load_build_deps(deps_file)
+    wanted = wanted_packages(profile, deps)
+    installed = installed_profile(chroot_marker(root))
+    missing = missing_packages(wanted, root=root)
+    if installed >= profile.version and missing:
+        missing = installable(missing, root=root)  # what the release lacks is no reason
+    reasons = profile_outdated(installed, missing, profile)
     if not reasons:
         return
     say(f"installing builder profile {profile.version}: {'; '.join(reasons)}")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
     with mounted(root, []):
-        for command in profile_commands(profile, deps):
-            in_chroot(root, command, env={"DEBIAN_FRONTEND": "noninteractive"})
+        update, _ = profile_commands(profile, deps)
+        in_chroot(root, update, env=env)
+        available = installable(wanted, root=root)
+        if absent := [p for p in wanted if p not in available]:
+            say(f"not in this release, left out: {' '.join(absent)}")
+        in_chroot(root, install_command(available), env=env)
     record_installed(profile.version, chroot_marker(root))
 
 
@@ -243,7 +280,8 @@ def shared_paths(config: settings.Settings) -> list[Path]:
     return paths
 
 
-def worker_env(config: settings.Settings, suite: str) -> dict[str, str]:
+def worker_env(config: settings.Settings, release: str, arch: Arch = ARCHES["armhf"]
+               ) -> dict[str, str]:
     """The host's wheelwright settings, as the worker inside must see them; its name
     says which chroot it is, so that its builds are told from the host's."""
     env = {k: v for k, v in os.environ.items()
@@ -258,7 +296,7 @@ def worker_env(config: settings.Settings, suite: str) -> dict[str, str]:
         # The token's name, which the intake binds pushes to; the machine its builds
         # are recorded under is the chroot's own.
         "WHEELWRIGHT_WORKER_NAME": config.worker_name,
-        "WHEELWRIGHT_MACHINE_NAME": f"{config.worker_name}-armhf-{suite}",
+        "WHEELWRIGHT_MACHINE_NAME": f"{config.worker_name}-{arch.debian}-{release}",
         "WHEELWRIGHT_WORKER_TOKEN": config.worker_token,
         "WHEELWRIGHT_INTAKE_URL": config.intake_url,
         "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
@@ -267,32 +305,36 @@ def worker_env(config: settings.Settings, suite: str) -> dict[str, str]:
     return env
 
 
-def default_root(config: settings.Settings) -> Path:
-    return config.arm_dir or config.data_dir / "armhf"
+def default_root(config: settings.Settings, arch: Arch = ARCHES["armhf"],
+                 release: str = "bookworm") -> Path:
+    if (arch.debian, release) == ("armhf", "bookworm"):  # where the first chroot lived
+        return config.arm_dir or config.data_dir / "armhf"
+    return config.data_dir / f"chroot-{arch.debian}-{release}"
 
 
 def main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
-        print("error: armhf-chroot needs root (debootstrap, chroot, mount)", file=sys.stderr)
+        print("error: chroot needs root (debootstrap, chroot, mount)", file=sys.stderr)
         return 2
+    arch = ARCHES[getattr(args, "arch", "armhf")]
     config = settings.load()
-    root = (args.root or default_root(config)).resolve()
+    root = (args.root or default_root(config, arch, args.release)).resolve()
     mirror = args.mirror or config.arm_mirror or host_mirror()
     if not mirror:
         print("error: no Debian mirror: give --mirror or WHEELWRIGHT_ARM_MIRROR",
               file=sys.stderr)
         return 2
-    ensure_host_tools()
-    setup(root, args.suite, mirror)
+    ensure_host_tools(arch)
+    setup(root, arch, args.release, mirror)
     copy_code(root)
-    ensure_profile(root)
+    ensure_profile(root, config.build_deps_file)
     if args.setup_only:
         return 0
-    # The suite the chroot was made with, whatever --suite says now.
-    suite = (root / READY).read_text().strip() or args.suite
+    # The release the chroot was made with, whatever --release says now.
+    release = (root / READY).read_text().strip() or args.release
     command = [f"{VENV}/bin/python", "-m", "worker"] + (["--burst"] if args.burst else [])
     say(f"running the worker inside: {' '.join(command)}")
     with mounted(root, shared_paths(config)):
         done = in_chroot(root, ["sh", "-c", f'cd {CODE} && exec "$@"', "sh", *command],
-                         env=worker_env(config, suite), check=False)
+                         env=worker_env(config, release, arch), check=False)
     return done.returncode
