@@ -174,6 +174,10 @@ RULES: tuple[Rule, ...] = (
         r"\bmake(?:\[\d{1,4}\])?: ([^\s:*\[]{1,200}): "
         r"(?:No such file or directory|Command not found)"),
         MISSING_TOOL, _base),
+    # Meson (meson-python builds): "meson.build:72:19: ERROR: Program 'dbus-run-session'
+    # not found or not executable".
+    Rule("ERROR: Program '", re.compile(
+        r"ERROR: Program '([^'\s]{1,200})' not found or not executable"), MISSING_TOOL, _base),
     # CMake without the build tool or the compiler it was asked to use.
     Rule("CMake was unable to find a build program", re.compile(
         r"CMake was unable to find a build program corresponding to \"(Unix Makefiles|Ninja)\""),

@@ -242,6 +242,7 @@ def test_the_last_decisive_line_wins(build_logs):
     ("maturin-no-cargo.log", Failure("rust-missing", "maturin found no cargo")),
     ("pkgconf-missing-module.log", Failure("missing-library", "yaml-0.1.pc", "libyaml-dev")),
     ("gcc-cc1-killed.log", Failure("out-of-memory", "cc1 killed")),
+    ("meson-program-not-found.log", Failure("missing-tool", "dbus-run-session")),
 ])
 def test_captured_logs_of_causes_made_outside_the_tests(contents, log, expected):
     assert classify(captured(log), contents) == expected
