@@ -33,6 +33,7 @@ from ingest.settings import Settings
 from worker.build import sha256_of
 from worker.names import is_project_name
 from worker.queues import SERIALIZER, AllowlistJob, build_job_id, connect
+from worker.targets import tag_target_key
 from worker.wire import BadJob, BadReport, BuildJob, BuildReport
 
 # A job in one of these states is over: it may make way for a new one of the same id.
@@ -427,7 +428,7 @@ def cmd_import(args: argparse.Namespace, admin: Admin) -> None:
 
 
 def _import_key(admin: Admin, path: Path, abi: str | None) -> tuple[str, str, str]:
-    """(project, version as the catalogue spells it, builder ABI) of a wheel."""
+    """(project, version as the catalogue spells it, builder target key) of a wheel."""
     try:
         name, version, _build, tags = parse_wheel_filename(path.name)
     except (InvalidWheelFilename, InvalidVersion) as error:
@@ -437,7 +438,7 @@ def _import_key(admin: Admin, path: Path, abi: str | None) -> tuple[str, str, st
     if not match:
         raise AdminError(f"unknown version: {project} has no release {str(version)!r}", 2)
     if abi is None:
-        ours = sorted({t.abi for t in tags} & set(admin.abis))
+        ours = sorted({tag_target_key(t.abi, t.platform) for t in tags} & set(admin.abis))
         if len(ours) != 1:
             raise AdminError(f"{path.name}: say which ABI built it (--abi); its tags name "
                              f"none of ours ({', '.join(admin.abis)})")
