@@ -43,6 +43,7 @@ from worker.build import sha256_of
 from worker.elf import compiled_code
 from worker.names import is_project_name
 from worker.queues import SERIALIZER, AllowlistJob, build_job_id, connect
+from worker.targets import tag_target_key
 from worker.wheel import UNREADABLE, BadWheel, inspect_wheel
 from worker.wire import BadJob, BadReport, BuildJob, BuildReport
 
@@ -425,7 +426,7 @@ def cmd_import(args: argparse.Namespace, admin: Admin) -> None:
 
 
 def _import_key(admin: Admin, path: Path, abi: str | None) -> tuple[str, str, str]:
-    """(project, version as the catalogue spells it, builder ABI) of a wheel."""
+    """(project, version as the catalogue spells it, builder target key) of a wheel."""
     try:
         name, version, _build, tags = parse_wheel_filename(path.name)
     except (InvalidWheelFilename, InvalidVersion) as error:
@@ -435,7 +436,7 @@ def _import_key(admin: Admin, path: Path, abi: str | None) -> tuple[str, str, st
     if not match:
         raise AdminError(f"unknown version: {project} has no release {str(version)!r}", 2)
     if abi is None:
-        ours = sorted({t.abi for t in tags} & set(admin.abis))
+        ours = sorted({tag_target_key(t.abi, t.platform) for t in tags} & set(admin.abis))
         if len(ours) != 1:
             raise AdminError(f"{path.name}: say which ABI built it (--abi); its tags name "
                              f"none of ours ({', '.join(admin.abis)})")

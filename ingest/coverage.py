@@ -1,12 +1,15 @@
 """Which wheels PyPI already serves a Raspberry Pi OS release's users.
 
-An ABI we build stands for one Raspberry Pi OS release: its Python, its glibc, and
-the machines its users run (armv7l on a Pi 2 and later, armv6l on a Pi Zero/1). For
-each such target the tags pip accepts are built with packaging's tag machinery, the
-way pip on that Pi builds them, and a PyPI wheel covers the target when one of its
-tags is among them. A release PyPI covers on every platform of an ABI needs no build
-of ours for that ABI; building it anyway would put a second file under a name PyPI
-already serves, or a worse one beside it."""
+A build target (worker.targets: an ABI on one image) stands for one Raspberry Pi OS
+release's image: its Python, its glibc, and the machines its users run. The 32-bit
+image (target key `cp311`) runs on armv7l (Pi 2 and later) and armv6l (Pi Zero/1);
+the 64-bit one (`cp311-aarch64`) on aarch64. For each such machine the tags pip
+accepts are built with packaging's tag machinery, the way pip on that Pi builds them,
+and a PyPI wheel covers the machine when one of its tags is among them. A release PyPI
+covers on every machine of a build target needs no build of ours for that target;
+building it anyway would put a second file under a name PyPI already serves, or a
+worse one beside it. So a release with only a manylinux aarch64 wheel on PyPI is built
+for the 32-bit image and not for the 64-bit one."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
+from worker.targets import target_key
+
 # manylinux policies for ARM start at glibc 2.17 (manylinux2014 added armv7l and
 # aarch64); the older names, manylinux2010 and manylinux1, were x86 only.
 MANYLINUX_FLOOR = 17
@@ -32,11 +37,17 @@ class Target:
     one kind of machine."""
 
     abi: str  # the ABI tag we build for it, e.g. cp311
-    platform: str  # the machine pip reports, e.g. armv7l
+    platform: str  # the machine pip reports, e.g. armv7l, aarch64
     codename: str  # the Raspberry Pi OS release, e.g. bookworm
     python: tuple[int, int]
     glibc: tuple[int, int]
     manylinux: bool  # is there a manylinux policy for this machine at all
+
+    @property
+    def key(self) -> str:
+        """The build target whose wheels serve this machine: `cp311` for armv7l and
+        armv6l (the 32-bit image), `cp311-aarch64` for aarch64."""
+        return target_key(self.abi, f"linux_{self.platform}")
 
     def platform_tags(self) -> list[str]:
         """The platforms pip accepts here, most preferred first, as packaging
@@ -53,30 +64,34 @@ class Target:
         return platforms
 
 
-def _release(abi: str, codename: str, python: tuple[int, int], glibc: tuple[int, int]
-             ) -> list[Target]:
-    """A 32-bit Raspberry Pi OS release's targets: the Pi 2 and later (armv7l), and
-    the Pi Zero/1 (armv6l), for which no manylinux policy exists."""
+def _release(abi: str, codename: str, python: tuple[int, int], glibc: tuple[int, int],
+             bits64: bool = False) -> list[Target]:
+    """A Raspberry Pi OS release's targets: on its 32-bit image the Pi 2 and later
+    (armv7l) and the Pi Zero/1 (armv6l), for which no manylinux policy exists; on its
+    64-bit image (Bookworm and later), aarch64."""
     return [Target(abi, "armv7l", codename, python, glibc, manylinux=True),
-            Target(abi, "armv6l", codename, python, glibc, manylinux=False)]
+            Target(abi, "armv6l", codename, python, glibc, manylinux=False),
+            *([Target(abi, "aarch64", codename, python, glibc, manylinux=True)]
+              if bits64 else [])]
 
 
 # Every (ABI, platform) whose users we serve: the one table of releases. Older ABIs
-# (cp34m, cp35m) are end of life and absent: nothing is covered for them.
+# (cp34m, cp35m) are end of life and absent: nothing is covered for them. Buster and
+# Bullseye had no 64-bit image of Raspberry Pi OS's own worth building for.
 TARGETS: dict[tuple[str, str], Target] = {
     (t.abi, t.platform): t for t in [
         *_release("cp37m", "buster", (3, 7), (2, 28)),
         *_release("cp39", "bullseye", (3, 9), (2, 31)),
-        *_release("cp311", "bookworm", (3, 11), (2, 36)),
-        *_release("cp313", "trixie", (3, 13), (2, 41)),
+        *_release("cp311", "bookworm", (3, 11), (2, 36), bits64=True),
+        *_release("cp313", "trixie", (3, 13), (2, 41), bits64=True),
     ]
 }
 
 
-def targets_of(abi: str) -> list[Target]:
-    """The targets an ABI's wheels serve, in the table's order; none for an ABI
-    the table does not know (such an ABI is never covered)."""
-    return [target for (target_abi, _), target in TARGETS.items() if target_abi == abi]
+def targets_of(key: str) -> list[Target]:
+    """The machines a build target's wheels serve (`key`: worker.targets), in the
+    table's order; none for a target the table does not know (never covered)."""
+    return [target for target in TARGETS.values() if target.key == key]
 
 
 @cache
@@ -119,14 +134,14 @@ def best_wheel(target: Target, filenames: Iterable[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Coverage:
-    """Which PyPI wheel pip would install on each platform of an ABI's users."""
+    """Which PyPI wheel pip would install on each platform of a build target's users."""
 
-    abi: str
+    abi: str  # the build target's key
     wheels: dict[str, str | None]  # platform -> the PyPI file, or None
 
     @property
     def complete(self) -> bool:
-        """Every platform has a PyPI wheel (and the ABI has platforms at all)."""
+        """Every platform has a PyPI wheel (and the target has platforms at all)."""
         return bool(self.wheels) and all(self.wheels.values())
 
     @property
@@ -137,8 +152,8 @@ class Coverage:
 
 
 def coverage(abi: str, filenames: Iterable[str]) -> Coverage:
-    """What a release's PyPI files (any kind; non-wheels are ignored) give the
-    ABI's users."""
+    """What a release's PyPI files (any kind; non-wheels are ignored) give the users
+    of the build target `abi` (its key)."""
     names = sorted(set(filenames))
     return Coverage(abi, {t.platform: best_wheel(t, names) for t in targets_of(abi)})
 

@@ -1,4 +1,5 @@
-"""Keeping each build-<abi> queue topped up from the catalogue.
+"""Keeping each build target's queue (build-<key>, worker.targets) topped up from the
+catalogue. Below, `abi` is a build target's key: cp311 (the 32-bit image), cp311-aarch64.
 
 Priority: a release that arrives while ingest is live goes to the front; so does
 the newest release of each project that installers search for and we have not
@@ -42,6 +43,7 @@ from worker.queues import (
     build_queue_name,
     publish_job_id,
 )
+from worker.targets import abi_of
 from worker.wire import FALLBACK_EPOCH, LAST_EPOCH, BuildJob
 
 # The Python each Raspberry Pi OS release ships, by ABI: what Requires-Python is
@@ -113,7 +115,9 @@ class ScheduleResult:
     covered: int = 0  # versions newly found served to this ABI's users by PyPI
 
 
-def abi_python(abi: str) -> Version | None:
+def abi_python(key: str) -> Version | None:
+    """The Python of a build target (both images of a release ship the same one)."""
+    abi = abi_of(key)
     if abi in PI_PYTHONS:
         return Version(PI_PYTHONS[abi])
     match = re.fullmatch(r"cp(\d)(\d+)m?", abi)

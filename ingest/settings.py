@@ -13,6 +13,7 @@ from pathlib import Path
 
 from worker import settings as worker_settings
 from worker.settings import local_worker_token, optional, read, setting
+from worker.targets import check_target, target_key
 
 SAMPLE_EVENTS = Path(__file__).resolve().parent / "sample" / "events.jsonl"
 
@@ -28,15 +29,18 @@ def join_bind(bind: tuple[str, int]) -> str:
 
 
 def _abis(text: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in text.split(",") if a.strip())
+    """Build target keys (worker.targets), each checked: a key becomes a queue's name."""
+    return tuple(check_target(a.strip()) for a in text.split(",") if a.strip())
 
 
 def _abis_or_host(text: str) -> tuple[str, ...]:
+    """The host's own target by default: the local worker builds for it."""
     if abis := _abis(text):
         return abis
     from packaging import tags
 
-    return (next(iter(tags.sys_tags())).abi,)
+    # The plain platform (linux_aarch64) comes last, as worker.interpreter reads it.
+    return (target_key(next(iter(tags.sys_tags())).abi, list(tags.platform_tags())[-1]),)
 
 
 def _events(text: str) -> Path:
@@ -48,11 +52,14 @@ class Settings(worker_settings.Settings):
     """Read by the master's processes (python -m ingest, publish, stats)."""
 
     abis: tuple[str, ...] = setting(
-        "WHEELWRIGHT_ABIS", "", "comma-separated ABIs to build, e.g. cp37m,cp39,cp311",
-        _abis_or_host, shown_default="the host interpreter's ABI")
+        "WHEELWRIGHT_ABIS", "", "comma-separated build targets to build: an ABI for "
+        "Raspberry Pi OS's 32-bit image, the ABI and -aarch64 for its 64-bit one, e.g. "
+        "cp37m,cp39,cp311,cp311-aarch64", _abis_or_host,
+        shown_default="the host interpreter's target")
     disabled_abis: tuple[str, ...] = setting(
-        "WHEELWRIGHT_DISABLED_ABIS", "cp34m,cp35m", "end-of-life ABIs: never built, and "
-        "their queues are emptied", _abis)
+        "WHEELWRIGHT_DISABLED_ABIS", "cp34m,cp35m", "end-of-life build targets (as in "
+        "WHEELWRIGHT_ABIS): never built, their queues are emptied, their files kept",
+        _abis)
     pypi_url: str | None = setting(
         "WHEELWRIGHT_PYPI_URL", "", "upstream PyPI base URL: XML-RPC at <url>/pypi, JSON "
         "at <url>/pypi/<name>/json", optional)

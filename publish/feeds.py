@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from publish.releases import RELEASE_INDEXES, Project
+from worker.targets import target_label
 
 INDEX_ENTRIES = 100  # the whole index's feed: the newest builds
 PROJECT_ENTRIES = 50  # a project's feeds
@@ -80,7 +81,8 @@ def rfc3339(stamp: str) -> str:
 
 def _release_name(abi: str) -> str:
     release = RELEASE_INDEXES.get(abi)
-    return f"Raspberry Pi OS {release.codename.capitalize()} ({abi})" if release else abi
+    return f"Raspberry Pi OS {release.codename.capitalize()} ({target_label(abi)})" \
+        if release else abi
 
 
 def entry(public_url: str, build: FeedBuild) -> Entry:

@@ -343,6 +343,13 @@ class Intake:
             built = built_name(conn, wheel.filename)
         if built is None or built.builder_abi == report.abi:
             return None
+        if RELEASE_INDEXES.get(built.builder_abi) is release and built.sha256 != upload.sha256:
+            # The release's other image built the name first: its index has room for
+            # one file under the name, and that one is served.
+            return catalogue.DifferingPush(
+                filename=upload.filename, sha256=upload.sha256, size=upload.size,
+                project=report.project, version=report.version, abi=report.abi,
+                worker=report.worker, served_sha256=built.sha256)
         kept = built.copies.get(report.abi)
         if kept is not None and kept != upload.sha256 and not rebuild:
             return catalogue.DifferingPush(

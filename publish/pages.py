@@ -30,6 +30,7 @@ from publish.releases import (
 )
 from publish.simple import COMPACT_JSON, armv6l_name, quote_url
 from stats.downloads import Downloads
+from worker.targets import parse_target, target_label
 from worker.wire import Machine
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,19 @@ class Site:
     def releases(self) -> list[ReleaseIndex]:
         """The releases with an index of their own: those of the ABIs we build."""
         return release_indexes(self.abis)
+
+    def images(self, release: ReleaseIndex) -> str:
+        """The images of the release we build for, when that is more than its 32-bit
+        one alone (whose farms' pages say nothing of it): one index serves them all,
+        and pip on each picks the wheels its platform tag takes."""
+        bits = list(dict.fromkeys(parse_target(key).bits for key in release.keys
+                                  if key in self.abis))
+        if bits == ["32-bit"] or not bits:
+            return ""
+        if len(bits) == 1:
+            return f", {bits[0]}"
+        return ", 32- and 64-bit (one index serves both: pip on each takes the wheels " \
+            "for its platform)"
 
 
 @dataclass
@@ -99,7 +113,7 @@ def _environment() -> Environment:
         auto_reload=False,  # templates are read once per process
     )
     env.filters.update(quote_url=quote_url, human_size=human_size, thousands=thousands,
-                       xml_text=feeds.xml_text)
+                       xml_text=feeds.xml_text, target_label=target_label)
     return env
 
 
@@ -255,6 +269,7 @@ class ReleaseInstall:
     codename: str
     python: str
     url: str  # the release's index
+    images: str = ""  # Site.images
 
 
 @dataclass
@@ -275,7 +290,8 @@ def release_installs(site: Site, project: Project,
     if listing is None:
         listing = [r for r in site.releases
                    if any(w.release_choice(r) is not None for w in project.wheels())]
-    return [ReleaseInstall(r.codename, r.python, f"{site.public_url}{r.codename}/simple/")
+    return [ReleaseInstall(r.codename, r.python, f"{site.public_url}{r.codename}/simple/",
+                           site.images(r))
             for r in listing]
 
 

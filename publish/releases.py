@@ -36,11 +36,13 @@ class DifferingBuild:
 
 @dataclass(frozen=True)
 class ReleaseIndex:
-    """A Raspberry Pi OS release's own index, /<codename>/simple/: the wheels its ABI's
-    builder made, and pure ones (see release_choice). The release is the one
-    ingest.coverage's TARGETS names for the ABI, the one table of releases."""
+    """A Raspberry Pi OS release's own index, /<codename>/simple/: the wheels its build
+    targets' builders made, those of its 32-bit image and of its 64-bit one (one index
+    serves both: pip on each takes the wheels whose platform tag it accepts), and pure
+    ones (see release_choice). The release is the one ingest.coverage's TARGETS names
+    for the target, the one table of releases."""
 
-    abi: str
+    keys: tuple[str, ...]  # its build targets (worker.targets), the 32-bit image's first
     codename: str
     target: Target  # its Pi 2 and later (armv7l): whose tags a pure wheel must carry
 
@@ -54,16 +56,30 @@ class ReleaseIndex:
         return any(tag in ranks for tag in wheel_tags(filename))
 
 
-# Every release with an index, in TARGETS' order (oldest first).
-RELEASE_INDEXES = {t.abi: ReleaseIndex(t.abi, t.codename, t)
-                   for t in TARGETS.values() if t.platform == "armv7l"}
-CODENAMES = tuple(index.codename for index in RELEASE_INDEXES.values())
+def _release_indexes() -> dict[str, ReleaseIndex]:
+    """Each build target's release index, keyed by target key; a release's targets
+    share one."""
+    indexes = {}
+    for t in TARGETS.values():
+        if t.platform == "armv7l":
+            keys = tuple(dict.fromkeys(o.key for o in TARGETS.values()
+                                       if o.codename == t.codename))
+            index = ReleaseIndex(keys, t.codename, t)
+            indexes.update(dict.fromkeys(keys, index))
+    return indexes
+
+
+# Every build target's release index, in TARGETS' order (oldest first).
+RELEASE_INDEXES = _release_indexes()
+CODENAMES = tuple(dict.fromkeys(index.codename for index in RELEASE_INDEXES.values()))
 
 
 def release_indexes(abis: tuple[str, ...] | list[str]) -> list[ReleaseIndex]:
-    """The indexes of the releases whose ABIs are among `abis`, oldest first; an ABI
-    TARGETS does not know has none (its wheels are in /simple/ only)."""
-    return [index for abi, index in RELEASE_INDEXES.items() if abi in abis]
+    """The indexes of the releases with a build target among `abis` (target keys),
+    each once, oldest first; a target TARGETS does not know has none (its wheels are
+    in /simple/ only)."""
+    return list(dict.fromkeys(index for key, index in RELEASE_INDEXES.items()
+                              if key in abis))
 
 
 @dataclass
@@ -126,10 +142,10 @@ class Wheel:
         release whose builder has not built (or does not build) a release would
         miss what /simple/ offers; when builders disagree on a pure wheel's bytes
         (markers read at build time), each release gets only its own."""
-        if self.builder_abi == index.abi:
+        if self.builder_abi in index.keys:
             return self
         for copy in self.copies:
-            if copy.builder_abi == index.abi:
+            if copy.builder_abi in index.keys:
                 return copy
         if self.pure and not self.differs_between_releases and index.accepts(self.filename):
             return self

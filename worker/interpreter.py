@@ -11,6 +11,8 @@ import json
 import subprocess
 from dataclasses import dataclass
 
+from worker.targets import target_key
+
 # pip's own copy of packaging is there even on an old Python that today's
 # packaging no longer supports. sys_tags() lists the most specific tags first,
 # so the last platform of the first ABI is the plain one (linux_armv7l, not manylinux).
@@ -39,6 +41,12 @@ class BuildInterpreter:
     platform: str  # e.g. linux_armv7l
     version: str  # e.g. 3.7.3
     paths: tuple[str, ...] = ()  # its installation: a sandboxed build must see these
+
+    @property
+    def key(self) -> str:
+        """The build target it builds for (worker.targets): its queue, its jobs'
+        and its reports' `abi`."""
+        return target_key(self.abi, self.platform)
 
     def accepts(self, abi: str, platform: str) -> bool:
         """Whether a wheel tagged abi/platform is one this interpreter can have built."""

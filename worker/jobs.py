@@ -51,8 +51,8 @@ def check_job(project: object, version: object, abi: object,
     """The job named by rq's arguments if this worker can build it; BadJob otherwise.
     `released` is the release time, absent from jobs queued before it travelled."""
     job = BuildJob.from_args(project, version, abi, *released)
-    if job.abi != interpreter.abi:
-        raise BadJob(f"job is for {abi!r} but {interpreter.python} builds {interpreter.abi!r}")
+    if job.abi != interpreter.key:
+        raise BadJob(f"job is for {abi!r} but {interpreter.python} builds {interpreter.key!r}")
     return job
 
 
@@ -141,7 +141,7 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
     the worker's notes after their trailer line (worker.notes)."""
     missing = check_build_deps(project, config)
     if missing:
-        return BuildOutcome(project=project, version=version, abi=interpreter.abi,
+        return BuildOutcome(project=project, version=version, abi=interpreter.key,
                             status="failed", duration=0.0,
                             log=notes.with_notes("", [notes.missing_build_deps(missing)]),
                             missing_deps=missing)
@@ -158,7 +158,7 @@ def build_in(workdir: Path, config: settings.Settings, interpreter: BuildInterpr
                         extra_env={"SOURCE_DATE_EPOCH": str(released)})
     # pip itself killed, or bubblewrap, or pip inside it (bubblewrap exits 128 + signal).
     killed = not run.timed_out and run.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
-    outcome = BuildOutcome(project=project, version=version, abi=interpreter.abi,
+    outcome = BuildOutcome(project=project, version=version, abi=interpreter.key,
                            status="failed", duration=run.seconds, log="",
                            timings=Timings(pip=run.seconds), killed=killed)
     said: list[str] = []
@@ -252,7 +252,7 @@ def inspect_built(path: Path, workdir: Path, config: settings.Settings,
     unpacked = unpack(path, workdir / "unpacked" / path.name)
     resolver = Resolver(unpacked)
     resolutions = resolver.resolve_all(elf_files(unpacked))
-    preinstalled = operator_preinstalled(config.preinstalled_file, interpreter.abi)
+    preinstalled = operator_preinstalled(config.preinstalled_file, interpreter.key)
     return BuiltWheel(wheel, apt_report(resolutions, preinstalled), armv6_of_tree(unpacked))
 
 

@@ -25,7 +25,7 @@ MAX_FILENAME = 255  # bytes: one path segment
 # it must still be safe as a path segment and after `==` on pip's command line: no
 # separator, no space, nothing pip could read as an option (a leading `-`).
 VERSION_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
-ABI_TAG = re.compile(r"[a-z0-9_]{1,32}")
+ABI_TAG = re.compile(r"[a-z0-9_]{1,32}")  # a build target's key is checked in worker.targets
 # What a wheel filename is made of (escaped name, version, build tag, tags): anything
 # else, from a slash to a newline, has no business in a file name we serve.
 WHEEL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*\.whl")
@@ -89,12 +89,6 @@ def check_version(version: object) -> str:
         raise BadName(f"version {version!r} is not a version (PEP 440, "
                       f"at most {MAX_VERSION} characters of [A-Za-z0-9._+!-])")
     return version
-
-
-def check_abi(abi: object) -> str:
-    if not isinstance(abi, str) or not ABI_TAG.fullmatch(abi):
-        raise BadName(f"ABI tag {abi!r} is not an ABI tag")
-    return abi
 
 
 def check_wheel_filename(filename: object, project: str, version: str) -> WheelTags:

@@ -15,41 +15,42 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from worker.errors import RedisUnreachable
+from worker.targets import target_key
 
 SERIALIZER = JSONSerializer
 BUILD_FUNCTION = "worker.jobs.build"
 
 
-# The 64-bit Raspberry Pi OS's builds (linux_aarch64) have queues of their own; the
-# 32-bit image's keep the name they had before there were two, so that queued jobs
-# and running workers carry on. Until the master queues builds per (ABI, platform),
-# nothing is queued for aarch64: a 64-bit worker waits, building nothing by mistake.
-PLATFORM_QUEUES = {"linux_aarch64": "aarch64"}
-
-
 def build_queue_name(abi: str, platform: str | None = None) -> str:
-    """The build queue of `abi` wheels for `platform` (a worker's build interpreter's)."""
-    suffix = PLATFORM_QUEUES.get(platform or "")
-    return f"build-{abi}-{suffix}" if suffix else f"build-{abi}"
+    """The queue of a build target: `abi` is its target key (worker.targets), or,
+    with `platform`, its ABI tag: build-cp311 for the 32-bit image, build-cp311-aarch64
+    for the 64-bit one."""
+    return f"build-{abi if platform is None else target_key(abi, platform)}"
 
 
 def build_job_id(project: str, version: str, abi: str, incarnation: int = 0) -> str:
     """A deterministic rq job id: rq allows only [A-Za-z0-9_-] in ids, and
-    versions carry dots, pluses and bangs, so the names are hashed. `incarnation`
-    tells apart a release deleted and released again under the same number."""
+    versions carry dots, pluses and bangs, so the names are hashed. `abi` is the
+    build target's key (worker.targets), so each target's job has its own id; a
+    32-bit target's key is its bare ABI, so its ids are those of jobs queued before
+    targets had platforms. `incarnation` tells apart a release deleted and released
+    again under the same number."""
     key = f"{project}\0{version}\0{abi}" + (f"\0{incarnation}" if incarnation else "")
     return f"build-{abi}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 def rq_worker_name(worker: str, abi: str) -> str:
-    """The rq name of a build worker called `worker`: a random suffix, since after a
+    """The rq name of a build worker called `worker` serving the target key `abi`
+    (a machine may run one worker per target): a random suffix, since after a
     power cut the dead worker's name stays registered in Redis for minutes and a
     restarted worker must not wait for it."""
     return f"{worker}-{abi}-{secrets.token_hex(3)}"
 
 
 def runs_on(rq_name: str | None, worker: str, abi: str) -> bool:
-    """Whether `rq_name` is one of `worker`'s build workers for `abi`."""
+    """Whether `rq_name` is one of `worker`'s build workers for the target key `abi`.
+    The suffix is exactly six hex digits, so `pi1-cp311-` never matches the name of
+    pi1's cp311-aarch64 worker."""
     prefix = f"{worker}-{abi}-"
     suffix = (rq_name or "").removeprefix(prefix)
     return bool(rq_name) and rq_name != suffix and len(suffix) == 6 and \

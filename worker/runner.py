@@ -161,9 +161,9 @@ def _worker_lost(signum, frame) -> None:
     raise WorkerLost("the worker process died during the build")
 
 
-def make_worker(conn: Redis, config: settings.Settings, abi: str,
-                platform: str | None = None) -> BuildWorker:
-    queue = Queue(build_queue_name(abi, platform), connection=conn, serializer=SERIALIZER,
+def make_worker(conn: Redis, config: settings.Settings, abi: str) -> BuildWorker:
+    """A build worker of target `abi` (its key: worker.targets)."""
+    queue = Queue(build_queue_name(abi), connection=conn, serializer=SERIALIZER,
                   job_class=AllowlistJob)
     worker = BuildWorker(
         [queue], connection=conn, serializer=SERIALIZER, job_class=AllowlistJob,
@@ -181,22 +181,23 @@ def make_worker(conn: Redis, config: settings.Settings, abi: str,
 
 
 def run(config: settings.Settings, interpreter: BuildInterpreter, burst: bool = False) -> int:
-    """Serve build-<abi> until stopped (or, with burst, until it is empty)."""
+    """Serve the queue of the interpreter's build target until stopped (or, with
+    burst, until it is empty)."""
     root = build_root(config)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     for stale in remove_stale_builds(root):
         log.info("removed %s, left by a build that did not finish", stale)
     conn = connect(config.effective_redis_url)
-    worker = make_worker(conn, config, interpreter.abi, interpreter.platform)
+    worker = make_worker(conn, config, interpreter.key)
     health = HealthReporter(connect(config.effective_redis_url), config.machine_name,
-                            interpreter.abi, root, config.health_interval,
+                            interpreter.key, root, config.health_interval,
                             builds_done=lambda: worker.builds_done,
                             profile=lambda: installed_profile(config.profile_marker))
     health.start()
     toolchain()  # asked once here, so that every work horse inherits the answer
     log.info("worker %s builds %s-%s wheels with %s (Python %s) from %s, builder profile %d",
              worker.name, interpreter.interpreter, interpreter.abi, interpreter.python,
-             interpreter.version, build_queue_name(interpreter.abi, interpreter.platform),
+             interpreter.version, build_queue_name(interpreter.key),
              installed_profile(config.profile_marker))
     try:
         worker.work(burst=burst, with_scheduler=False)

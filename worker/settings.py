@@ -191,7 +191,8 @@ class Settings:
         "tail); the middle is cut", int)
     preinstalled_file: str | None = setting(
         "WHEELWRIGHT_PREINSTALLED", "", "file naming the Debian packages preinstalled on "
-        "the target OS image, one a line, `{abi}` replaced by the worker's ABI (Debian's "
+        "the target OS image, one a line, `{abi}` replaced by the worker's build target "
+        "(cp311, cp311-aarch64: worker.targets) (Debian's "
         "base system on the builder, Essential and required/important packages and all "
         "they depend on, counts as preinstalled anyway)", optional)
     build_deps_file: Path = setting(

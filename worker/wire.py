@@ -16,7 +16,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from worker.names import BadName, check_abi, check_project, check_version, check_wheel_filename
+from worker.names import BadName, check_project, check_version, check_wheel_filename
+from worker.targets import check_target, parse_target
 
 STATUSES = ("success", "failed")
 # A wheel built for one ABI may also be tagged for none (pure) or the stable ABI.
@@ -47,7 +48,8 @@ LAST_EPOCH = 4354819199  # 2107-12-31T23:59:59Z
 
 @dataclass(frozen=True)
 class BuildJob:
-    """One build: `project==version` for `abi`, its files dated `released` (seconds
+    """One build: `project==version` for the build target `abi` (its target key,
+    worker.targets: `cp311`, `cp311-aarch64`), its files dated `released` (seconds
     since the epoch: the release's upload time, the build's SOURCE_DATE_EPOCH). On
     the queue it travels as rq's positional arguments (project, version, abi,
     released); jobs queued before `released` was added carry the first three only,
@@ -76,7 +78,7 @@ class BuildJob:
             raise BadJob(f"release time {released!r} is not whole seconds between "
                          f"{FALLBACK_EPOCH} and {LAST_EPOCH}")
         try:
-            return cls(check_project(project), check_version(version), check_abi(abi),
+            return cls(check_project(project), check_version(version), check_target(abi),
                        released)
         except BadName as error:
             raise BadJob(str(error)) from None
@@ -107,8 +109,12 @@ class ReportedFile:
             tags = check_wheel_filename(filename, project, version)
         except BadName as error:
             raise BadReport(f"{where}.filename: {error}") from None
-        if not tags.abis <= ANY_BUILD_ABIS | {abi}:
-            raise BadReport(f"{where}.filename: {filename} is not a wheel for {abi}")
+        target = parse_target(abi)
+        if not tags.abis <= ANY_BUILD_ABIS | {target.abi}:
+            raise BadReport(f"{where}.filename: {filename} is not a wheel for {target.abi}")
+        if not all(target.fits(platform) for platform in tags.platforms):
+            raise BadReport(f"{where}.filename: {filename} is not a wheel for {target.arch} "
+                            f"({abi})")
         size = _integer(data["size"], f"{where}.size")
         if size < 0:
             raise BadReport(f"{where}.size: {size} is negative")
@@ -159,7 +165,7 @@ class BuildReport:
 
     project: str
     version: str
-    abi: str
+    abi: str  # the build target's key (worker.targets), as in the job
     status: str  # "success" (with its wheels) or "failed" (with none)
     duration: float  # seconds
     worker: str  # as the worker tells it; see the module's docstring
@@ -186,7 +192,7 @@ class BuildReport:
         try:
             project = check_project(_text(data["project"], "project"))
             version = check_version(_text(data["version"], "version"))
-            abi = check_abi(_text(data["abi"], "abi"))
+            abi = check_target(_text(data["abi"], "abi"))
         except BadName as error:
             raise BadReport(str(error)) from None
         status = _text(data["status"], "status")

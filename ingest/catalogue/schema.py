@@ -16,6 +16,12 @@ from pathlib import Path
 from ingest import migrations
 
 # Each entry upgrades the schema by one version; PRAGMA user_version says how many ran.
+#
+# Every `abi` and `builder_abi` column holds a build target's key (worker.targets): the
+# bare ABI (cp311) for Raspberry Pi OS's 32-bit image, the ABI and a platform suffix
+# (cp311-aarch64) for its 64-bit one. Rows written before targets had platforms hold
+# bare ABIs, which are exactly the 32-bit image's keys: they name the right target as
+# they are, so that change needed no migration, no table rewrite and no rebuild.
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE projects (
