@@ -519,7 +519,7 @@ def raw_queries() -> dict[str, str]:
     """Each canned query written over the raw rows (the `hits` view), as the queries
     were before the rollups: same output, same windows. The catalogue's queries have
     no raw form: their baseline is themselves."""
-    from stats.metadata import DAYS_90, QUERIES
+    from stats.metadata import CPU_64_BIT, DAYS_90, QUERIES
 
     totals_tail = _tail("totals", "\nSELECT 1 AS n")
     days_tail = "\nSELECT days.day"
@@ -528,7 +528,10 @@ def raw_queries() -> dict[str, str]:
              f"WHERE kind = 'download' AND {R30} GROUP BY 1 ORDER BY downloads DESC, {{label}}")
     raw = {
         "totals": f"""
-WITH per_day AS (
+WITH platforms AS (
+  SELECT sum(cpu = '{CPU_64_BIT}') AS bits64, count(*) AS known
+  FROM hits WHERE kind = 'download' AND coalesce(cpu, '') != '' AND {R30}
+), per_day AS (
   SELECT day, sum(kind = 'download') AS downloads, sum(kind = 'search') AS searches,
          sum(bytes) AS bytes FROM hits GROUP BY day
 ), busiest_hour AS (
@@ -540,6 +543,11 @@ WITH per_day AS (
   SELECT day, sum(kind = 'download') AS downloads, sum(kind = 'search') AS searches
   FROM hits WHERE kind IN ('download', 'search') AND {R90} GROUP BY day
 ){_tail("downloads_per_day", days_tail)}""",
+        "downloads_by_platform": f"""
+{DAYS_90}, totals AS (
+  SELECT day, coalesce(nullif(cpu, ''), 'unknown') AS cpu, count(*) AS downloads
+  FROM hits WHERE kind = 'download' AND {R90} GROUP BY day, 2
+), platforms AS (SELECT DISTINCT cpu FROM totals){_tail("downloads_by_platform", days_tail)}""",
         "bandwidth": f"""
 {DAYS_90}, totals AS (
   SELECT day, sum(bytes) AS bytes,

@@ -82,22 +82,31 @@ def cmd_downloads(args, config: settings.Settings) -> None:
 def cmd_contents(args, config: settings.Settings) -> None:
     from publish.contents import cached, default_mirror
     from publish.releases import release_indexes
+    from worker.targets import DEBIAN_ARCHES, DEFAULT_PLATFORM, parse_target
 
-    codenames = args.codename or [r.codename for r in release_indexes(config.abis)]
+    # Each release we build for, with the Debian architectures of its targets we build
+    # (armhf for the 32-bit image, arm64 for the 64-bit one): the intake looks a failed
+    # build's missing file up in its own target's index.
+    built = {r.codename: list(dict.fromkeys(parse_target(key).debian_arch
+                                            for key in r.keys if key in config.abis))
+             for r in release_indexes(config.abis)}
+    codenames = args.codename or list(built)
     if not codenames:
         raise SystemExit("publish contents: no Raspberry Pi OS release among the ABIs we "
                          f"build ({', '.join(config.abis)}); name one with --codename")
     mirror = default_mirror(config.arm_mirror)
     for codename in codenames:
-        # The intake only reads this cache: a push never waits on a mirror.
-        contents = cached(config.data_dir, codename, args.arch, mirror,
-                          0 if args.refresh else config.contents_days)
-        if contents is None:
-            raise SystemExit(f"publish contents: no {codename}/{args.arch} index cached and "
-                             "none could be fetched: set WHEELWRIGHT_ARM_MIRROR to a Debian "
-                             "mirror")
-        print(f"{contents.path}: {contents.meta().get('entries', '?')} entries")
-        contents.close()
+        for arch in ([args.arch] if args.arch else
+                     built.get(codename) or [DEBIAN_ARCHES[DEFAULT_PLATFORM]]):
+            # The intake only reads this cache: a push never waits on a mirror.
+            contents = cached(config.data_dir, codename, arch, mirror,
+                              0 if args.refresh else config.contents_days)
+            if contents is None:
+                raise SystemExit(f"publish contents: no {codename}/{arch} index cached and "
+                                 "none could be fetched: set WHEELWRIGHT_ARM_MIRROR to a "
+                                 "Debian mirror")
+            print(f"{contents.path}: {contents.meta().get('entries', '?')} entries")
+            contents.close()
 
 
 def cmd_screenshot(args, config: settings.Settings) -> None:
@@ -146,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--codename", action="append",
                    help="Debian release, e.g. bookworm (repeatable; default: the releases "
                    "of the ABIs we build)")
-    p.add_argument("--arch", default="armhf", help="Debian architecture (default armhf)")
+    p.add_argument("--arch", help="Debian architecture (default: those of the targets we "
+                   "build on each release, armhf for 32-bit, arm64 for 64-bit; armhf for a "
+                   "release we do not build)")
     p.add_argument("--refresh", action="store_true", help="download even if the cache is "
                    "fresh")
     p.set_defaults(func=cmd_contents)

@@ -40,6 +40,7 @@ from worker.queues import (
     connect,
     runs_on,
 )
+from worker.targets import parse_target
 from worker.wheel import UNREADABLE, BadWheel, WheelInfo, ZipLimits, inspect_wheel
 from worker.wire import BadJob, BadReport, BuildJob, BuildReport
 
@@ -470,20 +471,17 @@ class Intake:
         return relative
 
 
-# The Debian architecture whose Contents index names the files a build missed: our
-# builders are armhf (a Pi, or its chroot); another architecture's index, if that is
-# all there is, still names the same headers and tools.
-CONTENTS_ARCH = "armhf"
-
-
 def cached_contents(data_dir: Path, abi: str) -> Contents | None:
-    """The cached Contents index of the Debian release that builds `abi` (see
-    publish.contents.cache_path), or None when none is cached or the ABI is no
-    release's: looked at, never downloaded."""
+    """The cached Contents index of the Debian release and architecture that build
+    target `abi` (armhf for a 32-bit target, arm64 for a 64-bit one: see
+    publish.contents.cache_path), or None when none is cached or the target is no
+    release's: looked at, never downloaded. Without the target's own architecture,
+    another's index of the release will do: it names nearly all the same headers,
+    tools and libraries (their packages are built for both)."""
     release = RELEASE_INDEXES.get(abi)
     if release is None:
         return None
-    preferred = cache_path(data_dir, release.codename, CONTENTS_ARCH)
+    preferred = cache_path(data_dir, release.codename, parse_target(abi).debian_arch)
     others = sorted(preferred.parent.glob(f"{release.codename}-*.db"))
     for path in [preferred, *others]:
         try:

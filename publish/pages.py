@@ -258,8 +258,26 @@ def install_release(project: Project) -> Release | None:
     return with_wheels[0] if with_wheels else None
 
 
-def apt_to_install(release: Release) -> list[str]:
-    return sorted({name for w in release.wheels for name in w.apt})
+@dataclass
+class AptLine:
+    """The Debian packages to install before the project's wheels of `target` (its
+    label; "" when every target needs the same)."""
+
+    target: str
+    packages: list[str]
+
+
+def apt_to_install(release: Release) -> list[AptLine]:
+    """One line if every target's wheels need the same packages, else one per target
+    that needs any: a Pi is told only what its own wheel needs."""
+    needs: dict[str, set[str]] = {}
+    for wheel in release.wheels:
+        needs.setdefault(wheel.builder_abi, set()).update(wheel.apt)
+    if len({frozenset(names) for names in needs.values()}) <= 1:
+        names = next(iter(needs.values()), set())
+        return [AptLine("", sorted(names))] if names else []
+    return [AptLine(target_label(key), sorted(names)) for key, names in sorted(needs.items())
+            if names]
 
 
 @dataclass

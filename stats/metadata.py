@@ -25,6 +25,16 @@ TIME_SAVED_RULE = ("hours saved = Σ over downloads of non-pure wheels of max(0,
                    "time − 6.7 s), an armv6l download counted six times (piwheels' rule)")
 TIME_SAVED_LINES = ["hours saved = Σ over downloads of non-pure wheels of",
                     "max(0, build time − 6.7 s); an armv6l download counts six times"]
+# The CPU (linehaul's `cpu`, Python's platform.machine()) of the 64-bit Raspberry Pi OS
+# image, whose wheels the `-aarch64` build targets make (worker.targets).
+CPU_64_BIT = "aarch64"
+# A download's platform: the CPU its installer reported, 'unknown' when it said none.
+PLATFORM_SQL = "coalesce(nullif(cpu, ''), 'unknown')"
+
+
+# What the catalogue's `abi` columns hold: a build target's key (worker.targets).
+TARGET_KEYS = ("target key: the ABI for the 32-bit Raspberry Pi OS image, e.g. cp311; "
+               "the ABI and -aarch64 for the 64-bit one, e.g. cp311-aarch64")
 
 
 def share_query(column: str, label: str) -> str:
@@ -42,9 +52,16 @@ QUERIES: dict[str, dict[str, str]] = {
     "totals": {
         "title": "Totals and records",
         "description": "Downloads, searches and data served since counting began, "
-                       "the last 30 days, and the busiest day and hour; bots excluded.",
+                       "the last 30 days, and the busiest day and hour; bots excluded. "
+                       "The 64-bit share is of the last 30 days' downloads whose "
+                       f"installer named its CPU: those on {CPU_64_BIT} (the 64-bit "
+                       "Raspberry Pi OS).",
         "sql": f"""
-WITH per_day AS (
+WITH platforms AS (
+  SELECT sum(CASE WHEN cpu = '{CPU_64_BIT}' THEN requests ELSE 0 END) AS bits64,
+         sum(requests) AS known
+  FROM daily_agents WHERE kind = 'download' AND cpu != '' AND {LAST_30}
+), per_day AS (
   SELECT day, sum(CASE WHEN kind = 'download' THEN requests ELSE 0 END) AS downloads,
          sum(CASE WHEN kind = 'search' THEN requests ELSE 0 END) AS searches,
          sum(bytes) AS bytes
@@ -59,24 +76,30 @@ UNION ALL
 SELECT 2, 'Downloads, last 30 days', printf('%,d', coalesce(sum(downloads), 0))
 FROM per_day WHERE {LAST_30}
 UNION ALL
-SELECT 3, 'Searches, all time', printf('%,d', coalesce(sum(searches), 0)) FROM per_day
+SELECT 3, '64-bit share of downloads, last 30 days',
+       CASE WHEN known > 0 THEN printf('%.1f%% (%,d of %,d)', 100.0 * bits64 / known,
+                                       bits64, known)
+            ELSE 'no downloads yet' END
+FROM platforms
 UNION ALL
-SELECT 4, 'Data served, all time', (
+SELECT 4, 'Searches, all time', printf('%,d', coalesce(sum(searches), 0)) FROM per_day
+UNION ALL
+SELECT 5, 'Data served, all time', (
   SELECT CASE WHEN b >= 1e12 THEN printf('%.1f TB', b / 1e12)
               WHEN b >= 1e9 THEN printf('%.1f GB', b / 1e9)
               WHEN b >= 1e6 THEN printf('%.1f MB', b / 1e6)
               ELSE printf('%.1f kB', b / 1e3) END
   FROM (SELECT coalesce(sum(bytes), 0) AS b FROM per_day))
 UNION ALL
-SELECT 5, 'Busiest day', coalesce((
+SELECT 6, 'Busiest day', coalesce((
   SELECT day || ': ' || printf('%,d', downloads) || ' downloads' FROM per_day
   ORDER BY downloads DESC, day LIMIT 1), 'none yet')
 UNION ALL
-SELECT 6, 'Busiest hour (UTC)', coalesce((
+SELECT 7, 'Busiest hour (UTC)', coalesce((
   SELECT day || printf(' %02d:00: ', hour) || printf('%,d', requests) || ' downloads'
   FROM busiest_hour), 'none yet')
 UNION ALL
-SELECT 7, 'Counting since', coalesce(min(day), 'no traffic yet') FROM per_day
+SELECT 8, 'Counting since', coalesce(min(day), 'no traffic yet') FROM per_day
 ORDER BY n""",  # noqa: S608 - constant fragments
     },
     "downloads_per_day": {
@@ -92,6 +115,22 @@ ORDER BY n""",  # noqa: S608 - constant fragments
 SELECT days.day, coalesce(downloads, 0) AS downloads, coalesce(searches, 0) AS searches
 FROM days LEFT JOIN totals USING (day)
 ORDER BY days.day""",  # noqa: S608 - constant fragments
+    },
+    "downloads_by_platform": {
+        "title": "Downloads per day by platform",
+        "description": "Wheel downloads each day of the last 90 days (UTC) by the CPU "
+                       "the installer runs on (armv6l: Pi Zero and 1; armv7l: the 32-bit "
+                       "image on later Pis; aarch64: the 64-bit image; unknown: an agent "
+                       "that did not say), 0 on a day without any; bots excluded.",
+        "sql": f"""
+{DAYS_90}, totals AS (
+  SELECT day, {PLATFORM_SQL} AS cpu, sum(requests) AS downloads
+  FROM daily_agents WHERE kind = 'download' AND {LAST_90} GROUP BY day, 2
+), platforms AS (SELECT DISTINCT cpu FROM totals)
+SELECT days.day, platforms.cpu, coalesce(totals.downloads, 0) AS downloads
+FROM days CROSS JOIN platforms
+LEFT JOIN totals ON totals.day = days.day AND totals.cpu = platforms.cpu
+ORDER BY days.day, platforms.cpu""",  # noqa: S608 - constant fragments
     },
     "bandwidth": {
         "title": "Data served per day",
@@ -209,10 +248,11 @@ ORDER BY seconds_saved DESC, project
 LIMIT 30""",
     },
     "builds_per_hour": {
-        "title": "Builds per hour per ABI",
-        "description": "Builds finished each hour of the last 7 days, by ABI.",
+        "title": "Builds per hour per target",
+        "description": "Builds finished each hour of the last 7 days, by build target "
+                       f"({TARGET_KEYS}).",
         "sql": """
-SELECT strftime('%Y-%m-%d %H:00', built_at) AS hour, abi, count(*) AS builds,
+SELECT strftime('%Y-%m-%d %H:00', built_at) AS hour, abi AS target, count(*) AS builds,
        sum(status = 'failed') AS failed
 FROM catalogue.builds
 WHERE datetime(built_at) >= datetime('now', '-7 days')
@@ -221,9 +261,10 @@ ORDER BY hour, abi""",
     },
     "failure_rates": {
         "title": "Build failure rates",
-        "description": "Builds and failed builds per ABI, all time.",
+        "description": f"Builds and failed builds per build target ({TARGET_KEYS}), "
+                       "all time.",
         "sql": """
-SELECT abi, count(*) AS builds, sum(status = 'failed') AS failed,
+SELECT abi AS target, count(*) AS builds, sum(status = 'failed') AS failed,
        round(100.0 * sum(status = 'failed') / count(*), 1) AS percent_failed
 FROM catalogue.builds
 GROUP BY abi
@@ -439,6 +480,7 @@ DASHBOARD = {
     "layout": [
         ["totals", "top-projects"],
         ["downloads-per-day", "downloads-per-day"],
+        ["downloads-by-platform", "downloads-by-platform"],
         ["bandwidth", "downloads-by-hour"],
         ["python-versions", "cpus"],
         ["distros", "installers"],
@@ -459,6 +501,18 @@ DASHBOARD = {
                                "top_projects", "downloads", count_axis("downloads")),
         "downloads-per-day": per_day("Downloads and searches per day", "downloads_per_day",
                                      ["downloads", "searches"], count_axis("count")),
+        "downloads-by-platform": chart("Downloads per day by platform (CPU)",
+                                       "downloads_by_platform", {
+            "mark": {"type": "area", "line": True, "tooltip": True},
+            "encoding": {"x": {"field": "day", "type": "temporal", "title": "day (UTC)",
+                               "axis": {"format": "%b %d", "labelOverlap": "greedy",
+                                        "labelSeparation": 8}},
+                         # stacked: the top line is the day's downloads
+                         "y": {"field": "downloads", "type": "quantitative",
+                               "stack": "zero", "axis": count_axis("downloads")},
+                         "color": {"field": "cpu", "type": "nominal",
+                                   "title": "platform (CPU)"}},
+        }),
         "bandwidth": per_day("Data served per day (bytes)", "bandwidth",
                              ["bytes", "wheel_bytes"], count_axis("bytes")),
         "downloads-by-hour": chart("Downloads by hour of day (UTC), last 30 days",
@@ -499,12 +553,12 @@ DASHBOARD = {
         "searched-not-built": ranked("Searched for but not built (client-days)",
                                      "searched_not_built", "clients",
                                      count_axis("clients", ",~f")),
-        "builds-per-hour": chart("Builds per hour per ABI", "builds_per_hour", {
+        "builds-per-hour": chart("Builds per hour per target", "builds_per_hour", {
             "mark": {"type": "line", "point": True, "tooltip": True},
             "encoding": {"x": {"field": "hour", "type": "temporal"},
                          "y": {"field": "builds", "type": "quantitative",
                                "axis": count_axis("builds", ",~f")},
-                         "color": {"field": "abi", "type": "nominal"}},
+                         "color": {"field": "target", "type": "nominal"}},
         }),
         "worker-temperature": chart("Worker temperature (°C)", "worker_health", {
             "mark": {"type": "line", "tooltip": True},

@@ -26,16 +26,18 @@ from ingest.catalogue import schema
 from ingest.migrations import migrate
 from ingest.profile_rebuilds import ATTEMPTS, queue_profile_rebuilds
 from publish.contents import Contents, cache_path
-from publish.intake import Intake
+from publish.intake import Intake, cached_contents
 from publish.releases import RELEASE_INDEXES
 from tests.publishing import apply_events, wheel_bytes
 from tests.sdists import optional_c_sdist, write_index
 from tests.servers import serve
 from tests.test_end_to_end import run_workers, write_events
 from worker import health
+from worker.chroot import ARCHES
 from worker.elf import compiled_code
 from worker.profile import load_build_deps, load_profile, record_installed
 from worker.queues import SERIALIZER, AllowlistJob, build_job_id, build_queue_name
+from worker.targets import DEBIAN_ARCHES, parse_target
 from worker.wheel import inspect_wheel
 from worker.wire import Machine
 
@@ -484,3 +486,78 @@ def test_the_contents_command_keeps_a_fresh_cache_without_a_mirror(tmp_path):
     assert "could not refresh" in done.stdout and done.returncode == 0
     with Contents(path) as contents:
         assert contents.package_for_header("yaml.h") == "libyaml-dev"
+
+
+# --- Contents per architecture ---------------------------------------------------------
+
+def contents_gz(path: Path, *lines: str) -> Path:
+    """A Contents index (`path  section/package` lines), gzipped as a mirror serves it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress("".join(f"{line}\n" for line in lines).encode()))
+    return path
+
+
+def test_a_target_s_debian_architecture_has_one_home():
+    assert parse_target("cp311").debian_arch == "armhf"
+    assert parse_target("cp311-aarch64").debian_arch == "arm64"
+    assert parse_target("cp313-aarch64").debian_arch == "arm64"
+    # The chroots take their Debian names from the same table.
+    assert {arch.platform: name for name, arch in ARCHES.items()} == DEBIAN_ARCHES
+
+
+def test_the_intake_reads_the_contents_index_of_the_build_s_architecture(tmp_path):
+    """A failed build's missing file is looked up in its target's own architecture's
+    index (arm64 for a 64-bit target), else in any cached index of its release."""
+    # One header, a different package in each index, to tell which index answered.
+    header = "usr/include/ww_arch.h    libdevel/ww-{arch}-dev"
+    armhf = contents_gz(tmp_path / "armhf.gz", header.format(arch="armhf"))
+    arm64 = contents_gz(tmp_path / "arm64.gz", header.format(arch="arm64"))
+
+    def answer(data: Path, key: str) -> str | None:
+        contents = cached_contents(data, key)
+        if contents is None:
+            return None
+        with contents:
+            return contents.package_for_header("ww_arch.h")
+
+    data = tmp_path / "var"
+    Contents.build(cache_path(data, "bookworm", "armhf"), [armhf]).close()
+    assert answer(data, "cp311") == "ww-armhf-dev"
+    assert answer(data, "cp311-aarch64") == "ww-armhf-dev"  # no arm64 index: the release's
+    Contents.build(cache_path(data, "bookworm", "arm64"), [arm64]).close()
+    assert answer(data, "cp311-aarch64") == "ww-arm64-dev"
+    assert answer(data, "cp311") == "ww-armhf-dev"
+    assert answer(data, "cp313-aarch64") is None  # trixie: nothing of another release
+    assert answer(data, "cp39") is None
+    only_arm64 = tmp_path / "only-arm64"
+    Contents.build(cache_path(only_arm64, "bookworm", "arm64"), [arm64]).close()
+    assert answer(only_arm64, "cp311") == "ww-arm64-dev"
+
+
+def test_the_contents_command_caches_the_architectures_of_the_targets_built(tmp_path):
+    mirror = tmp_path / "mirror"
+    for codename, arch in (("bookworm", "armhf"), ("bookworm", "arm64"),
+                           ("trixie", "armhf"), ("trixie", "arm64")):
+        contents_gz(mirror / "dists" / codename / "main" / f"Contents-{arch}.gz",
+                    f"usr/include/ww_{arch}.h    libdevel/ww-{arch}-dev")
+        contents_gz(mirror / "dists" / codename / "main" / "Contents-all.gz",
+                    "usr/bin/swig    interpreters/swig")
+    data = tmp_path / "var"
+    env = {**os.environ, "WHEELWRIGHT_DATA": str(data),
+           "WHEELWRIGHT_ARM_MIRROR": mirror.as_uri(),
+           "WHEELWRIGHT_ABIS": "cp311,cp311-aarch64,cp313"}
+
+    def contents(*args: str) -> set[str]:
+        done = subprocess.run([sys.executable, "-m", "publish", "contents", *args],
+                              cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return {p.name for p in (data / "contents").glob("*.db")}
+
+    # Bookworm's two images and Trixie's 32-bit one: what we build, nothing more.
+    assert contents() == {"bookworm-armhf.db", "bookworm-arm64.db", "trixie-armhf.db"}
+    with Contents(cache_path(data, "bookworm", "arm64")) as arm64:
+        assert arm64.package_for_header("ww_arm64.h") == "ww-arm64-dev"
+        assert arm64.package_for_header("ww_armhf.h") is None
+        assert arm64.package_for_tool("swig") == "swig"
+    assert "trixie-arm64.db" in contents("--codename", "trixie", "--arch", "arm64")

@@ -78,6 +78,10 @@ def data_dir(tmp_path_factory) -> Path:
     conn.execute(build, ("brokenpkg", "1.0", "failed", 30.0, iso(NOW - timedelta(hours=1))))
     conn.execute(build, ("numpy", "1.26.3", "success", 3000.0, iso(NOW - timedelta(days=10))))
     conn.execute(build, ("brokenpkg", "0.9", "failed", 5.0, iso(NOW - timedelta(days=10))))
+    # The 64-bit image's build of numpy: builds count per target (key), not per ABI.
+    conn.execute("INSERT INTO builds (project, version, abi, status, worker, duration, "
+                 "built_at) VALUES ('numpy', '1.26.4', 'cp311-aarch64', 'success', 'pi-5', "
+                 "3000.0, ?)", (iso(NOW - timedelta(hours=3)),))
     # Why brokenpkg 1.0 failed, as the intake reads it from the log; 0.9 is older
     # than the reasons (unknown).
     conn.execute("UPDATE builds SET failure_reason = 'missing-header', "
@@ -106,16 +110,26 @@ EXPECTED = {
     "totals": [
         {"n": 1, "figure": "Downloads, all time", "value": "5"},
         {"n": 2, "figure": "Downloads, last 30 days", "value": "4"},
-        {"n": 3, "figure": "Searches, all time", "value": "6"},
-        {"n": 4, "figure": "Data served, all time", "value": "20.0 MB"},
-        {"n": 5, "figure": "Busiest day", "value": f"{day(BASE)}: 4 downloads"},
-        {"n": 6, "figure": "Busiest hour (UTC)", "value": f"{day(BASE)} 08:00: 4 downloads"},
-        {"n": 7, "figure": "Counting since", "value": day(OLD)},
+        # uv's download (aarch64) of the four on a CPU we know; not the searches'
+        {"n": 3, "figure": "64-bit share of downloads, last 30 days",
+         "value": "25.0% (1 of 4)"},
+        {"n": 4, "figure": "Searches, all time", "value": "6"},
+        {"n": 5, "figure": "Data served, all time", "value": "20.0 MB"},
+        {"n": 6, "figure": "Busiest day", "value": f"{day(BASE)}: 4 downloads"},
+        {"n": 7, "figure": "Busiest hour (UTC)", "value": f"{day(BASE)} 08:00: 4 downloads"},
+        {"n": 8, "figure": "Counting since", "value": day(OLD)},
     ],
     # Every day of 90, the days without traffic 0.
     "downloads_per_day": every_day(90, {day(OLD): {"downloads": 1, "searches": 0},
                                         day(BASE): {"downloads": 4, "searches": 6}},
                                    {"downloads": 0, "searches": 0}),
+    # Each platform seen in the 90 days, every day, 0 on the days without its downloads.
+    "downloads_by_platform": [
+        {"day": row["day"], "cpu": cpu, "downloads": row[cpu]}
+        for row in every_day(90, {day(OLD): {"aarch64": 0, "armv6l": 0, "armv7l": 1},
+                                  day(BASE): {"aarch64": 1, "armv6l": 1, "armv7l": 2}},
+                             {"aarch64": 0, "armv6l": 0, "armv7l": 0})
+        for cpu in ("aarch64", "armv6l", "armv7l")],
     "bandwidth": every_day(90, {day(OLD): {"bytes": 5_000_000, "wheel_bytes": 5_000_000},
                                 day(BASE): {"bytes": ALL_BYTES, "wheel_bytes": WHEEL_BYTES}},
                            {"bytes": 0, "wheel_bytes": 0}),
@@ -158,10 +172,14 @@ EXPECTED = {
     # Python and saves nobody a build.
     "time_saved": [{"project": "numpy", "downloads": 3, "hours_saved": 7.985}],
     "builds_per_hour": [
-        {"hour": hour(NOW - timedelta(hours=3)), "abi": "cp311", "builds": 2, "failed": 0},
-        {"hour": hour(NOW - timedelta(hours=1)), "abi": "cp311", "builds": 1, "failed": 1},
+        {"hour": hour(NOW - timedelta(hours=3)), "target": "cp311", "builds": 2, "failed": 0},
+        {"hour": hour(NOW - timedelta(hours=3)), "target": "cp311-aarch64", "builds": 1,
+         "failed": 0},
+        {"hour": hour(NOW - timedelta(hours=1)), "target": "cp311", "builds": 1, "failed": 1},
     ],
-    "failure_rates": [{"abi": "cp311", "builds": 5, "failed": 2, "percent_failed": 40.0}],
+    "failure_rates": [
+        {"target": "cp311", "builds": 5, "failed": 2, "percent_failed": 40.0},
+        {"target": "cp311-aarch64", "builds": 1, "failed": 0, "percent_failed": 0.0}],
     "failures": [
         {"reason": "missing-header", "failed": 1, "projects": 1, "packages": "libyaml-dev",
          "last_failed": iso(NOW - timedelta(hours=1))},

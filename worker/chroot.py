@@ -41,6 +41,7 @@ from worker.profile import (
     record_installed,
     wanted_packages,
 )
+from worker.targets import DEBIAN_ARCHES
 
 PACKAGE = Path(__file__).resolve().parent
 INCLUDE = "python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates"
@@ -60,8 +61,10 @@ class Arch:
                 "update-binfmts": "binfmt-support"}
 
 
-ARCHES = {arch.debian: arch for arch in (Arch("armhf", "qemu-arm", "linux_armv7l"),
-                                         Arch("arm64", "qemu-aarch64", "linux_aarch64"))}
+# Each platform a chroot can build for and its qemu; its Debian name is worker.targets'.
+ARCHES = {arch.debian: arch for arch in (
+    Arch(DEBIAN_ARCHES[platform], qemu, platform)
+    for platform, qemu in (("linux_armv7l", "qemu-arm"), ("linux_aarch64", "qemu-aarch64")))}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 READY = "etc/wheelwright-ready"
 VENV = "/opt/wheelwright/venv"

@@ -25,6 +25,10 @@ PLATFORM_SUFFIXES = {"linux_aarch64": "aarch64"}
 # The platform a bare key stands for.
 DEFAULT_PLATFORM = "linux_armv7l"
 _PLATFORM_OF_SUFFIX = {suffix: platform for platform, suffix in PLATFORM_SUFFIXES.items()}
+# Debian's name for the architecture of each platform a target builds on (dpkg's,
+# debootstrap's, a mirror's Contents-<arch>.gz): a target's Debian data (its chroot,
+# the Contents index naming its missing files) is that architecture's.
+DEBIAN_ARCHES = {"linux_armv7l": "armhf", "linux_aarch64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,11 @@ class Target:
     def arch(self) -> str:
         """The machine part of the platform: armv7l, aarch64."""
         return self.platform.removeprefix("linux_")
+
+    @property
+    def debian_arch(self) -> str:
+        """Debian's name for its architecture: armhf, arm64 (DEBIAN_ARCHES)."""
+        return DEBIAN_ARCHES[self.platform]
 
     @property
     def bits(self) -> str:
