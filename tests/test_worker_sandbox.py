@@ -4,6 +4,7 @@ reaches no socket of the worker's and writes nowhere but its build directory."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sys
@@ -220,3 +221,26 @@ def test_wheels_are_taken_without_following_links(tmp_path):
     dest.symlink_to(moved)  # the build swapped its wheel directory for a link
     with pytest.raises(OSError):
         take_wheels(dest, tmp_path / "out2")
+
+
+def test_a_bubblewrap_that_cannot_make_namespaces_is_not_used(tmp_path, monkeypatch, caplog):
+    """In a chroot (the kernel gives a chrooted process no new user namespace) bwrap is
+    installed yet fails every time: `auto` builds without it, saying why; `bwrap`
+    refuses to start. (A stand-in bwrap that fails as bubblewrap does there.)"""
+    from worker import sandbox
+
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed, likely because "
+                    "the kernel does not support user namespaces.' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    sandbox.bwrap_refusal.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert find_bwrap("auto") is None
+        assert "Creating new namespace failed" in caplog.text
+        with pytest.raises(sandbox.SandboxUnavailable, match="cannot make a sandbox here"):
+            find_bwrap("bwrap")
+    finally:
+        sandbox.bwrap_refusal.cache_clear()

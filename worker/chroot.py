@@ -243,6 +243,8 @@ def ensure_profile(root: Path, deps_file: Path = BUILD_DEPS) -> None:
         if absent := [p for p in wanted if p not in available]:
             say(f"not in this release, left out: {' '.join(absent)}")
         in_chroot(root, install_command(available), env=env)
+        # The downloaded .debs (a few hundred MB) are of no use once installed.
+        in_chroot(root, ["apt-get", "clean"], env=env)
     record_installed(profile.version, chroot_marker(root))
 
 

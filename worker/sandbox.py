@@ -23,9 +23,11 @@ also replaces the default -O2 of autotools builds that packages run.)"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -144,4 +146,26 @@ def find_bwrap(mode: str) -> str | None:
     if found is None:
         log.warning("bubblewrap is not installed: builds run WITHOUT a sandbox and can "
                     "read this worker's files (apt install bubblewrap)")
+        return None
+    refusal = bwrap_refusal(found)
+    if refusal and mode == "bwrap":
+        raise SandboxUnavailable(f"bubblewrap cannot make a sandbox here: {refusal}")
+    if refusal:
+        log.warning("bubblewrap cannot make a sandbox here (%s): builds run WITHOUT a "
+                    "sandbox and can read this worker's files", refusal)
+        return None
     return found
+
+
+@functools.cache
+def bwrap_refusal(bwrap: str) -> str:
+    """Why `bwrap` cannot make a sandbox on this machine ("" if it can), asked once
+    per process: a chroot (the kernel gives a chrooted process no new user
+    namespace) or a kernel without user namespaces has bubblewrap installed yet
+    unusable, and every build would fail in it."""
+    try:
+        done = subprocess.run([bwrap, "--ro-bind", "/", "/", "--unshare-all", "--",
+                               "/bin/true"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
