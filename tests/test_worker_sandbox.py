@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from worker.build import run_pip_wheel
 from worker.interpreter import probe
 from worker.sandbox import Sandbox, build_environment, find_bwrap
 
+ROOT = Path(__file__).resolve().parent.parent
 BWRAP = shutil.which("bwrap")
 needs_bwrap = pytest.mark.skipif(BWRAP is None, reason="Debian's bubblewrap is not installed")
 
@@ -244,3 +246,11 @@ def test_a_bubblewrap_that_cannot_make_namespaces_is_not_used(tmp_path, monkeypa
             find_bwrap("bwrap")
     finally:
         sandbox.bwrap_refusal.cache_clear()
+    # A worker required to sandbox its builds says so in one line and does not start.
+    done = subprocess.run([sys.executable, "-m", "worker"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "WHEELWRIGHT_BUILD_SANDBOX":
+                                                      "bwrap", "WHEELWRIGHT_DATA": str(tmp_path)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: bubblewrap cannot make a sandbox here: bwrap: Creating new namespace failed, "
+        "likely because the kernel does not support user namespaces."]

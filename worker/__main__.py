@@ -109,6 +109,13 @@ def run_worker(args: argparse.Namespace) -> int:
     except (OSError, ProfileError) as error:
         print(f"error: build dependencies: {error}", file=sys.stderr)
         return 2
+    from worker.sandbox import SandboxUnavailable, find_bwrap
+
+    try:  # asked once here (and said once), so that every work horse inherits it
+        find_bwrap(config.build_sandbox)
+    except SandboxUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from worker.runner import run
 
     with one_line_errors("worker", config):
