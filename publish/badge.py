@@ -4,7 +4,8 @@ when there is one), or "not built". When every release with wheels is yanked, pi
 installs one only with a warning (or not at all, pinned otherwise), so the badge
 names it as yanked, not in the colour of an installable version. Static, like the
 pages, and rewritten with them; a README embeds it with the Markdown its project page
-shows. A deleted project's directory goes, badge and all: its badge is then a 404."""
+shows. A deleted project's directory goes, badge and all: the web servers then answer
+its badge's URL with FALLBACK, a "not built" badge (README images do not break)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ YANKED_COLOUR = "#dfb317"
 NOT_BUILT_COLOUR = "#9f9f9f"
 CHAR_WIDTH = 6.5  # pixels, an average glyph of 11px Verdana; textLength does the rest
 PADDING = 10
+FALLBACK = "badge-not-built.svg"  # in www/: the badge of a project without one
 
 
 @dataclass

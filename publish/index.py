@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ingest.catalogue import delete_dead_project_rows, delete_orphan_rows
 from ingest.settings import Settings
+from publish import badge, feeds, pages, simple
 from publish import downloads as shown_downloads
-from publish import feeds, pages, simple
 from publish.files import inside, inside_str, link_atomic, remove, write_atomic, write_directory
 from publish.releases import (
     CODENAMES,
@@ -343,6 +343,7 @@ def write_home(conn: sqlite3.Connection, www: Path, site: pages.Site) -> int:
     written += write_atomic(inside(www, "feed.xml"), pages.feed_xml(feeds.index_feed(
         site.public_url, built, recent[0].built_at if recent else None)).encode())
     written += write_atomic(inside(www, "style.css"), pages.STYLE.encode())
+    written += write_atomic(inside(www, badge.FALLBACK), pages.fallback_badge_svg().encode())
     return written
 
 

@@ -364,6 +364,12 @@ def badge_markdown(site: Site, project: Project) -> str:
     return f"[![{project.name} on the Raspberry Pi]({page}badge.svg)]({page})"
 
 
+def fallback_badge_svg() -> str:
+    """badge.FALLBACK: what a project without a badge of its own (deleted, never
+    built) shows."""
+    return BADGE.render(b=badge.badge("This project", None))
+
+
 def badge_svg(project: Project) -> str:
     """The badge of what `pip install` gets from us (install_release): when that is
     a yanked release (every release with wheels is), pip takes it only with a

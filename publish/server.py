@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from packaging.utils import canonicalize_name
 
+from publish.badge import FALLBACK
 from publish.negotiation import choose
 from publish.releases import CODENAMES
 
@@ -112,6 +113,8 @@ class Resolver:
         try:
             info = os.stat(fs_path)
         except (FileNotFoundError, NotADirectoryError):
+            if _is_badge(segments):  # as nginx.conf: a README's image does not break
+                return self.handle(method, f"/{FALLBACK}", headers)
             return _plain(404, "not found\n")
         except OSError:
             return _plain(404, "not found\n")
@@ -216,6 +219,11 @@ class Resolver:
 def _plain(status: int, text: str, headers: list[tuple[str, str]] = ()) -> Reply:
     return Reply(status, [("Content-Type", "text/plain; charset=utf-8"), *headers],
                  text.encode())
+
+
+def _is_badge(segments: list[str]) -> bool:
+    """/project/<name>/badge.svg"""
+    return len(segments) == 4 and segments[1] == "project" and segments[3] == "badge.svg"
 
 
 def _canonical_redirect(segments: list[str]) -> str | None:

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from publish import badge, index, pages
 from publish import downloads as shown_downloads
-from publish import index, pages
 from publish.files import inside, remove
 from publish.releases import Project, is_valid_name, load_all
 from publish.simple import armv6l_name
@@ -207,7 +207,8 @@ def _check_top(conn: sqlite3.Connection, www: Path, scratch: Path, site: pages.S
     index.write_home(conn, scratch, site)
     for relative, fix in (("simple/index.html", "root"), ("simple/index.json", "root"),
                           ("index.html", "home"), ("packages.json", "home"),
-                          ("feed.xml", "home"), ("style.css", "home")):
+                          ("feed.xml", "home"), ("style.css", "home"),
+                          (badge.FALLBACK, "home")):
         served = www / relative
         if not served.is_file() or served.read_bytes() != (scratch / relative).read_bytes():
             found.append(Finding("stale", relative, "missing" if not served.exists()

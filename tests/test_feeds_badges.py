@@ -17,6 +17,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+import requests
 import sqlite_utils
 from rq import Queue, Worker
 
@@ -509,3 +510,33 @@ def test_badges_escape_names_and_versions():
     feed = ET.fromstring(pages.feed_xml(pages.feeds.project_feed(site.public_url, project)))
     assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}title") == \
         f'<Nasty & "co"> {NASTY} built for cp311'
+
+
+@pytest.mark.parametrize("server", ["publish-serve",
+                                    pytest.param("nginx", marks=pytest.mark.nginx)])
+def test_a_project_without_a_badge_shows_not_built_from_both_servers(config, published, server,
+                                                                     tmp_path):
+    """A README embedding the badge of a project since deleted (or never built) shows
+    "not built", not a broken image; a project's own badge is served as it is."""
+    from publish.server import start_in_thread
+    from tests.servers import nginx_binary, start_nginx
+
+    if server == "nginx":
+        if not nginx_binary():
+            pytest.skip("nginx is not installed")
+        data = tmp_path / "nginx"
+        data.mkdir()
+        (data / "www").symlink_to(config.www_dir)
+        running = start_nginx(data)
+    else:
+        running = start_in_thread(config.www_dir, access_log=None)
+    try:
+        gone = requests.get(f"{running.url}project/no-such-project/badge.svg", timeout=10)
+        own = requests.get(f"{running.url}project/alpha/badge.svg", timeout=10)
+    finally:
+        running.stop()
+    assert gone.status_code == 200 and gone.headers["Content-Type"].startswith("image/svg+xml")
+    root = ET.fromstring(gone.content)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and "not built" in gone.text
+    assert own.status_code == 200
+    assert own.content == (config.www_dir / "project" / "alpha" / "badge.svg").read_bytes()
