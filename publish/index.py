@@ -180,11 +180,8 @@ def _link_aliases(directory: str, project: Project) -> int:
         alias = simple.armv6l_name(wheel.filename)
         if alias and not wheel.armv6:
             linked += _unlink_alias(directory, alias, wheel.filename)
-        elif alias and os.path.exists(os.path.join(directory, wheel.filename)):
-            linked += link_atomic(os.path.join(directory, alias), wheel.filename)
-            if os.path.exists(os.path.join(directory, f"{wheel.filename}.metadata")):
-                linked += link_atomic(os.path.join(directory, f"{alias}.metadata"),
-                                      f"{wheel.filename}.metadata")
+        elif alias:
+            linked += _link_alias(directory, alias, wheel.filename)
     return linked
 
 
@@ -202,11 +199,20 @@ def _link_copy_aliases(www: Path, project: Project, release: ReleaseIndex) -> in
         chosen = wheel.release_choice(release)
         if chosen is None or chosen.sha256 == wheel.sha256 or not chosen.armv6:
             linked += _unlink_alias(directory, alias, wheel.filename)
-        elif os.path.exists(os.path.join(directory, wheel.filename)):
-            linked += link_atomic(os.path.join(directory, alias), wheel.filename)
-            if os.path.exists(os.path.join(directory, f"{wheel.filename}.metadata")):
-                linked += link_atomic(os.path.join(directory, f"{alias}.metadata"),
-                                      f"{wheel.filename}.metadata")
+        else:
+            linked += _link_alias(directory, alias, wheel.filename)
+    return linked
+
+
+def _link_alias(directory: str, alias: str, filename: str) -> int:
+    """Link `alias` (and its metadata's alias) to `filename` in `directory`, if the
+    file is there."""
+    if not os.path.exists(os.path.join(directory, filename)):
+        return 0
+    linked = link_atomic(os.path.join(directory, alias), filename)
+    if os.path.exists(os.path.join(directory, f"{filename}.metadata")):
+        linked += link_atomic(os.path.join(directory, f"{alias}.metadata"),
+                              f"{filename}.metadata")
     return linked
 
 
