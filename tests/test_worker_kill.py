@@ -177,7 +177,9 @@ def test_a_job_with_a_retry_left_goes_back_to_the_queue(hanging_job, redis):
 
         def requeued():
             job = AllowlistJob.fetch(job_id, connection=redis, serializer=SERIALIZER)
-            return job if job.get_status() == "queued" else None
+            # The status of the same read as the rest: a fresh one could be newer than
+            # the retries_left fetched a moment before.
+            return job if job.get_status(refresh=False) == "queued" else None
 
         job = wait_for(requeued, 30, "the job to be queued again")
     finally:
